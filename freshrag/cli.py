@@ -1,0 +1,182 @@
+"""The `freshrag` command line: sync, search, status."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
+from freshrag.model import Filters, Mode, SyncReport
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Keep a retrieval index true to folders and tables that keep changing.")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",
+                                                help="Path to freshrag.toml.")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="FRESHRAG_HOME",
+                                              help="State folder (default ./.freshrag).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _die(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"freshrag: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_for(config: Path | None, home: Path | None, folder: Path | None = None) -> Settings:
+    try:
+        settings = load_settings(config, home)
+        if folder is not None:
+            if not folder.is_dir():
+                raise ConfigError(f"--folder {folder}: not a folder")
+            resolved = folder.resolve()
+            name = resolved.name or "root"
+            settings.sources = [s for s in settings.sources if s.name != name]
+            settings.sources.append(SourceConfig(name=name, type="folder", path=str(resolved)))
+        return settings
+    except ConfigError as exc:
+        _die(str(exc))
+
+
+def _engine(settings: Settings) -> Any:
+    from freshrag.engine import Engine
+
+    return Engine(settings)
+
+
+def _progress(enabled: bool) -> Any:
+    if not enabled:
+        return None, None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                   TimeRemainingColumn(), transient=True)
+    return bar, bar
+
+
+@app.command()
+def sync(
+    sources: Annotated[list[str] | None, typer.Argument(help="Sources to sync (default: all).")]
+    = None,
+    folder: Annotated[Path | None, typer.Option("--folder", help="Sync this folder without a "
+                                                "config file (source named after it).")] = None,
+    config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Index what changed in the sources since the last sync."""
+    settings = settings_for(config, home, folder)
+    if folder is not None and not sources:
+        sources = [settings.sources[-1].name]
+    names = sources or [s.name for s in settings.sources]
+    if not names:
+        _die("no sources: pass --folder PATH or configure [[sources]] in freshrag.toml")
+    try:
+        for name in names:
+            settings.source(name)
+    except ConfigError as exc:
+        _die(str(exc))
+    from freshrag.index import IndexUnavailable
+
+    engine = _engine(settings)
+    total = SyncReport()
+    bar, ctx = _progress(sys.stderr.isatty() and not as_json)
+    try:
+        for name in names:
+            if bar is not None:
+                task = bar.add_task(f"sync {name}", total=None)
+
+                def progress(done: int, of: int) -> None:
+                    bar.update(task, completed=done, total=of)
+                with ctx:
+                    report = engine.sync(name, progress=progress)
+            else:
+                report = engine.sync(name)
+            total.merge(report)
+    except ConfigError as exc:
+        _die(str(exc))
+    except IndexUnavailable as exc:
+        _die(f"index unavailable, sync stopped (nothing past the last write was committed): {exc}",
+             1)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(total.to_json()))
+    else:
+        _print_report(total)
+    raise typer.Exit(1 if total.failed else 0)
+
+
+def _print_report(report: SyncReport) -> None:
+    d = report.to_json()
+    docs = ", ".join(f"{v} {k}" for k, v in d["documents"].items() if v)
+    chunks = ", ".join(f"{v} {k}" for k, v in d["chunks"].items() if v)
+    typer.echo(f"documents: {docs or 'no changes'}")
+    typer.echo(f"chunks: {chunks or 'none written'}")
+    for err in report.errors:
+        typer.echo(f"error: {err['source']}: {err['key']}: {err['error']}", err=True)
+    typer.echo(f"took {report.seconds:.2f} s")
+
+
+@app.command()
+def search(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    k: Annotated[int, typer.Option("-k", min=1, max=100, help="How many hits.")] = 5,
+    mode: Annotated[Mode, typer.Option("--mode", help="hybrid, vector or keyword.")]
+    = Mode.hybrid,
+    source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False,
+) -> None:
+    """Search the index."""
+    if not query.strip():
+        _die("query is empty")
+    settings = settings_for(config, home)
+    engine = _engine(settings)
+    try:
+        hits = engine.search(query, k, mode, filters=Filters(source=source) if source else None)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps([h.to_json() for h in hits]))
+        return
+    if not hits:
+        typer.echo("no hits")
+    for n, hit in enumerate(hits, 1):
+        where = hit.doc_key + (f" p.{hit.page}" if hit.page else "")
+        typer.echo(f"{n}. [{hit.score:.3f}] {hit.source}:{where}  {hit.title}")
+        typer.echo("   " + hit.text[:300].replace("\n", " "))
+
+
+@app.command()
+def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
+    """Documents, chunks, last sync and errors per source."""
+    settings = settings_for(config, home)
+    from freshrag.status import source_status
+
+    engine = _engine(settings)
+    try:
+        rows = source_status(engine)
+    finally:
+        engine.close()
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    if not rows:
+        typer.echo("no sources synced yet")
+    for row in rows:
+        typer.echo(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, "
+                   f"last sync {row['last_sync_end_iso'] or 'never'}, {len(row['errors'])} errors")
+        for err in row["errors"][:10]:
+            typer.echo(f"  error: {err['key']}: {err['error']}")
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

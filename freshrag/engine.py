@@ -1,0 +1,273 @@
+"""The engine: the one place where detect, read, parse, chunk, diff, embed, write, commit meet."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import Source, SourceError, build_source
+from freshrag.chunk import ChunkSizes, chunk
+from freshrag.config import Settings
+from freshrag.embed import Embedder, SentenceTransformerEmbedder
+from freshrag.index import Index, IndexUnavailable, open_index
+from freshrag.ledger import DocState, Ledger
+from freshrag.model import (
+    Candidate,
+    Chunk,
+    Filters,
+    Hit,
+    Item,
+    Mode,
+    Record,
+    SyncReport,
+    chunk_id,
+    content_hash,
+)
+from freshrag.parse import ParseError, Parser, UnstructuredParser
+from freshrag.retry import retry
+
+log = logging.getLogger("freshrag.engine")
+Progress = Callable[[int, int], None]
+BATCH_DOCS = 64
+BATCH_CHUNKS = 512
+
+
+@dataclass
+class _Pending:
+    """A document read, parsed and chunked, waiting for its batch to be embedded and written."""
+
+    item: Item
+    hash: str
+    meta_hash: str
+    chunks: list[Chunk]
+    prev: DocState | None
+    renamed_from: str | None = None
+    records: list[Record] = field(default_factory=list)
+    stale: list[str] = field(default_factory=list)
+
+
+def meta_hash_of(metadata: dict[str, Any]) -> str:
+    return content_hash(repr(sorted(metadata.items()))) if metadata else ""
+
+
+class Engine:
+    """Owns the ledger, index, embedder and parser of one freshrag home."""
+
+    def __init__(self, settings: Settings, index: Index | None = None,
+                 embedder: Embedder | None = None, ledger: Ledger | None = None,
+                 parser: Parser | None = None):
+        self.settings = settings
+        self.ledger = ledger or Ledger(settings.ledger())
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
+            settings.model.name, settings.model.batch_size, settings.model.device)
+        self._index = index
+        self.parser: Parser = parser or UnstructuredParser()
+        self._sources: dict[str, Source] = {}
+        self._writes_since_optimize = 0
+
+    @property
+    def index(self) -> Index:
+        if self._index is None:
+            ic = self.settings.index
+            self._index = open_index(ic.url, self.settings.home, collection=ic.collection,
+                                     api_key=ic.api_key, grpc_port=ic.grpc_port,
+                                     timeout_s=ic.timeout_s)
+        return self._index
+
+    def source(self, name: str) -> Source:
+        if name not in self._sources:
+            self._sources[name] = build_source(self.settings.source(name), self.settings)
+        return self._sources[name]
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+        self.ledger.close()
+
+    # search ---------------------------------------------------------------------------------
+    def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
+               alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
+        vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
+        return self.index.search(query, vector, k, mode,
+                                 self.settings.index.alpha if alpha is None else alpha, filters)
+
+    # sync -------------------------------------------------------------------------------------
+    def sync(self, source_name: str, keys: Sequence[str] | None = None,
+             progress: Progress | None = None, observed_at: float | None = None) -> SyncReport:
+        """Bring the index in line with the source: all of it (keys=None) or just `keys`."""
+        started = time.time()
+        src = self.source(source_name)
+        report = SyncReport()
+        self.ledger.set_source_state(source_name, last_start=started)
+        known = self.ledger.fingerprints(source_name)
+        if keys is None:
+            candidates = list(src.scan(known))
+        else:
+            candidates = list(src.candidates(list(keys)))
+            candidates += self._vanished_under(source_name, candidates, known)
+        gone = [c.key for c in candidates if c.fingerprint is None and c.error is None
+                and c.key in known]
+        present = [c for c in candidates if c.fingerprint is not None or c.error is not None]
+        gone_by_hash = self._hashes_of(source_name, gone)
+        renamed: set[str] = set()
+        batch: list[_Pending] = []
+        total = len(present) + len(gone)
+        for done, cand in enumerate(present, 1):
+            pending = self._prepare(src, cand, report, gone_by_hash, renamed)
+            if pending is not None:
+                batch.append(pending)
+            if len(batch) >= BATCH_DOCS or sum(len(p.chunks) for p in batch) >= BATCH_CHUNKS:
+                self._flush(source_name, batch, report)
+                batch = []
+            if progress:
+                progress(done, total)
+        self._flush(source_name, batch, report)
+        for n, key in enumerate(gone, len(present) + 1):
+            removed = self._retry(lambda key=key: self.index.delete_document(source_name, key))
+            self.ledger.remove(source_name, key)
+            report.chunks_deleted += removed
+            if key not in renamed:
+                report.deleted += 1
+            if progress:
+                progress(n, total)
+        src.commit()
+        if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
+            self.index.optimize()
+            self._writes_since_optimize = 0
+        report.seconds = time.time() - started
+        self.ledger.set_source_state(
+            source_name, last_end=time.time(), last_report=report.to_json(),
+            watermark=observed_at if observed_at is not None else started)
+        return report
+
+    def _vanished_under(self, source: str, candidates: list[Candidate],
+                        known: dict[str, Any]) -> list[Candidate]:
+        """A key that names a deleted folder stands for every document under it."""
+        out = []
+        for cand in candidates:
+            if cand.fingerprint is None and cand.key not in known:
+                prefix = cand.key.rstrip("/") + "/"
+                out += [Candidate(k, None) for k in known if k.startswith(prefix)]
+        return out
+
+    def _hashes_of(self, source: str, keys: Iterable[str]) -> dict[str, list[str]]:
+        by_hash: dict[str, list[str]] = {}
+        for key, doc in self.ledger.get_many(source, list(keys)).items():
+            by_hash.setdefault(doc.content_hash, []).append(key)
+        return by_hash
+
+    def _fail(self, source: str, key: str, reason: str, report: SyncReport) -> None:
+        log.warning("%s: %s: %s", source, key, reason)
+        report.error(source, key, reason)
+        self.ledger.record_error(source, key, reason)
+
+    def _prepare(self, src: Source, cand: Candidate, report: SyncReport,
+                 gone_by_hash: dict[str, list[str]], renamed: set[str]) -> _Pending | None:
+        """Read, hash, parse and chunk one candidate; None when there is nothing to write."""
+        if cand.error is not None:
+            self._fail(src.name, cand.key, cand.error, report)
+            return None
+        try:
+            item = src.read(cand.key)
+        except SourceError as exc:
+            self._fail(src.name, cand.key, str(exc), report)
+            return None
+        digest = content_hash(item.text if item.text is not None else item.data)
+        meta = meta_hash_of(item.metadata)
+        prev = self.ledger.get(src.name, cand.key)
+        if prev is not None and prev.content_hash == digest:
+            if prev.meta_hash != meta:
+                ids = list(self._retry(lambda: self.index.ids_for(src.name, cand.key)))
+                self._retry(lambda: self.index.update_metadata(ids, item.metadata,
+                                                               item.modified_at))
+                report.updated += 1
+            else:
+                report.touched += 1
+            prev.fingerprint, prev.meta_hash = item.fingerprint, meta
+            self.ledger.put(prev)
+            return None
+        renamed_from = None
+        if prev is None and gone_by_hash.get(digest):
+            renamed_from = gone_by_hash[digest].pop(0)
+            renamed.add(renamed_from)
+        try:
+            elements = self.parser.parse(item)
+            chunks = chunk(elements, self.embedder.count_tokens, self._sizes())
+        except ParseError as exc:
+            if renamed_from:
+                renamed.discard(renamed_from)
+            self._fail(src.name, cand.key, str(exc), report)
+            return None
+        return _Pending(item, digest, meta, chunks, prev, renamed_from)
+
+    def _sizes(self) -> ChunkSizes:
+        c = self.settings.chunk
+        limit = min(c.max_tokens, self.embedder.max_tokens)
+        return ChunkSizes(min(c.min_tokens, limit // 2), min(c.target_tokens, limit), limit)
+
+    def _flush(self, source: str, batch: list[_Pending], report: SyncReport) -> None:
+        """Diff, embed the misses, write new objects, delete stale ones, commit the ledger."""
+        if not batch:
+            return
+        now = time.time()
+        wanted: dict[str, str] = {}  # chunk hash -> text, for records that must be written
+        for p in batch:
+            existing = self._retry(lambda p=p: self.index.ids_for(source, p.item.key))
+            seen: dict[str, int] = {}
+            new_ids = []
+            for c in p.chunks:
+                n = seen.get(c.hash, 0)
+                seen[c.hash] = n + 1
+                cid = chunk_id(source, p.item.key, c.hash, n)
+                new_ids.append(cid)
+                if cid not in existing:
+                    wanted[c.hash] = c.text
+                    p.records.append(Record(
+                        id=cid, vector=[], text=c.text, source=source, doc_key=p.item.key,
+                        chunk_hash=c.hash, ordinal=c.ordinal, title=c.title,
+                        location=p.item.location, page=c.page,
+                        source_modified_at=p.item.modified_at, indexed_at=now,
+                        metadata=p.item.metadata))
+            p.stale = [i for i in existing if i not in set(new_ids)]
+        vectors = self._vectors(wanted, report)
+        records = [r for p in batch for r in p.records]
+        for r in records:
+            r.vector = vectors[r.chunk_hash]
+        for i in range(0, len(records), BATCH_CHUNKS):
+            part = records[i:i + BATCH_CHUNKS]
+            self._retry(lambda part=part: self.index.upsert(part))
+        self._writes_since_optimize += len(records)
+        for p in batch:
+            if p.stale:
+                self._retry(lambda p=p: self.index.delete(p.stale))
+            self.ledger.put(DocState(
+                source, p.item.key, p.item.fingerprint, p.hash, [c.hash for c in p.chunks],
+                p.item.modified_at, now, p.meta_hash))
+            report.written += len(p.records)
+            report.chunks_deleted += len(p.stale)
+            if p.renamed_from:
+                report.renamed += 1
+            elif p.prev is None:
+                report.added += 1
+            else:
+                report.updated += 1
+
+    def _vectors(self, wanted: dict[str, str], report: SyncReport) -> dict[str, list[float]]:
+        """Vectors for chunk hashes: the cache first, the model only for misses."""
+        model = self.embedder.model_id
+        vectors = self.ledger.cached_vectors(model, wanted)
+        report.reused += len(vectors)
+        misses = [h for h in wanted if h not in vectors]
+        if misses:
+            fresh = dict(zip(misses, self.embedder.embed([wanted[h] for h in misses]),
+                             strict=True))
+            self.ledger.cache_vectors(model, fresh)
+            vectors.update(fresh)
+            report.embedded += len(misses)
+        return vectors
+
+    def _retry(self, fn: Callable[[], Any]) -> Any:
+        return retry(fn, (IndexUnavailable, OSError), what="index")

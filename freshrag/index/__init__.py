@@ -1,0 +1,77 @@
+"""The Index Protocol and `open_index(url)`, which picks the backend by URL scheme."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from freshrag.model import Filters, Hit, Mode, Record, SourceStats
+
+
+class IndexUnavailable(RuntimeError):
+    """The index cannot be reached or refused a write; the message names the index."""
+
+
+class Index(Protocol):
+    """What the engine and the API need of a retrieval index."""
+
+    dim: int
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        """Write records under their ids (idempotent: same id replaces)."""
+
+    def delete(self, ids: Sequence[str]) -> None:
+        """Delete objects by id; unknown ids are ignored."""
+
+    def ids_for(self, source: str, doc_key: str) -> dict[str, str]:
+        """The ids indexed for one document, mapped to their chunk hashes."""
+
+    def delete_document(self, source: str, doc_key: str) -> int:
+        """Delete every object of one document; returns how many were removed."""
+
+    def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
+                        source_modified_at: float) -> None:
+        """Patch properties of existing objects without re-sending vectors."""
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        """Stored vectors of the given ids (missing ids are absent)."""
+
+    def search(self, text: str, vector: Sequence[float] | None, k: int,
+               mode: Mode = Mode.hybrid, alpha: float = 0.5,
+               filters: Filters | None = None) -> list[Hit]:
+        """Top-k hits; `vector` is required for vector and hybrid modes."""
+
+    def documents(self, source: str) -> dict[str, int]:
+        """doc_key -> chunk count for one source (used by verify and status)."""
+
+    def get_document(self, source: str, doc_key: str) -> list[Hit]:
+        """The chunks of one document, in ordinal order."""
+
+    def stats(self) -> dict[str, SourceStats]:
+        """Documents and chunks per source."""
+
+    def optimize(self) -> None:
+        """Housekeeping after a large sync (compaction, index refresh); may be a no-op."""
+
+    def close(self) -> None:
+        """Release connections and handles."""
+
+
+def open_index(url: str, home: Path, dim: int | None = None, **options: Any) -> Index:
+    """Open the index named by `url`; an empty url means the embedded index under `home`."""
+    if not url or url.startswith("lancedb://") or url.startswith("file://"):
+        from freshrag.index.lancedb import LanceIndex
+
+        path = url.split("://", 1)[1] if url else str(home / "index")
+        return LanceIndex(Path(path), dim=dim)
+    if url.startswith(("weaviate://", "http://", "https://")):
+        try:
+            from freshrag.index.weaviate import WeaviateIndex  # type: ignore[import-not-found]
+        except ImportError as exc:  # pragma: no cover - until the backend lands
+            raise IndexUnavailable(f"index.url {url!r}: the Weaviate backend is not available: {exc}")
+        return WeaviateIndex(url, dim=dim, **options)  # type: ignore[no-any-return]
+    raise IndexUnavailable(
+        f"index.url {url!r}: unknown scheme (use weaviate://host:port, or leave it empty "
+        "for the embedded index)"
+    )

@@ -1,0 +1,257 @@
+"""The embedded index: LanceDB on disk, vector + native full-text search, fused for hybrid."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from freshrag.index import IndexUnavailable
+from freshrag.model import Filters, Hit, Mode, Record, SourceStats
+
+_COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
+            "page", "source_modified_at", "indexed_at", "metadata"]
+
+
+def sql_str(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def canonical_metadata(metadata: dict[str, Any]) -> str:
+    return json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) -> list[Hit]:
+    """Relative score fusion (Weaviate's default): min-max normalise each list, then
+    alpha * vector + (1 - alpha) * keyword."""
+    def normalised(hits: list[Hit]) -> dict[str, float]:
+        if not hits:
+            return {}
+        lo, hi = min(h.score for h in hits), max(h.score for h in hits)
+        span = hi - lo
+        return {h.id: (h.score - lo) / span if span > 0 else 1.0 for h in hits}
+
+    v, t = normalised(vector_hits), normalised(keyword_hits)
+    by_id = {h.id: h for h in [*keyword_hits, *vector_hits]}
+    scored = [(alpha * v.get(i, 0.0) + (1 - alpha) * t.get(i, 0.0), i) for i in by_id]
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
+    out = []
+    for score, i in scored[:k]:
+        hit = by_id[i]
+        hit.score = score
+        out.append(hit)
+    return out
+
+
+def _to_hit(row: dict[str, Any], score: float) -> Hit:
+    return Hit(
+        text=row["text"], score=float(score), source=row["source"], doc_key=row["doc_key"],
+        location=row["location"], title=row["title"], page=row["page"],
+        metadata=json.loads(row["metadata"] or "{}"),
+        source_modified_at=row["source_modified_at"], indexed_at=row["indexed_at"],
+        id=row["id"], chunk_hash=row["chunk_hash"], ordinal=row["ordinal"],
+    )
+
+
+class LanceIndex:
+    """One LanceDB table under `path`; created at the first write (its vector size is fixed then)."""
+
+    def __init__(self, path: Path, dim: int | None = None, table: str = "chunks"):
+        import lancedb
+
+        self.path = path
+        self.dim = dim or 0
+        self.table_name = table
+        self._lock = threading.Lock()
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            self._db = lancedb.connect(str(path))
+        except OSError as exc:
+            raise IndexUnavailable(f"embedded index at {path}: {exc}") from exc
+        self._table: Any = None
+        if table in self._db.table_names():
+            self._table = self._db.open_table(table)
+            self.dim = self._table.schema.field("vector").type.list_size
+
+    # writing ---------------------------------------------------------------------------------
+    def _schema(self, dim: int) -> Any:
+        import pyarrow as pa
+
+        return pa.schema([
+            pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("text", pa.string()), pa.field("source", pa.string()),
+            pa.field("doc_key", pa.string()), pa.field("chunk_hash", pa.string()),
+            pa.field("ordinal", pa.int32()), pa.field("title", pa.string()),
+            pa.field("location", pa.string()), pa.field("page", pa.int32()),
+            pa.field("source_modified_at", pa.float64()), pa.field("indexed_at", pa.float64()),
+            pa.field("metadata", pa.string()),
+        ])
+
+    def _ensure_table(self, dim: int) -> Any:
+        if self._table is None:
+            self._table = self._db.create_table(self.table_name, schema=self._schema(dim),
+                                                exist_ok=True)
+            self._table.create_fts_index("text", use_tantivy=False, replace=True)
+            self.dim = dim
+        elif dim != self.dim:
+            raise IndexUnavailable(
+                f"embedded index at {self.path}: vectors have {dim} dimensions but the index "
+                f"holds {self.dim}; a different model needs a new home (or delete {self.path})")
+        return self._table
+
+    def upsert(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        rows = [{
+            "id": r.id, "vector": r.vector, "text": r.text, "source": r.source,
+            "doc_key": r.doc_key, "chunk_hash": r.chunk_hash, "ordinal": r.ordinal,
+            "title": r.title, "location": r.location, "page": r.page,
+            "source_modified_at": r.source_modified_at, "indexed_at": r.indexed_at,
+            "metadata": canonical_metadata(r.metadata),
+        } for r in records]
+        with self._lock:
+            table = self._ensure_table(len(records[0].vector))
+            try:
+                (table.merge_insert("id").when_matched_update_all()
+                 .when_not_matched_insert_all().execute(rows))
+            except OSError as exc:
+                raise IndexUnavailable(f"embedded index at {self.path}: write failed: {exc}") from exc
+
+    def _where_ids(self, ids: Sequence[str]) -> str:
+        return "id IN (" + ",".join(sql_str(i) for i in ids) + ")"
+
+    def delete(self, ids: Sequence[str]) -> None:
+        if not ids or self._table is None:
+            return
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                self._table.delete(self._where_ids(ids[i:i + 500]))
+
+    def delete_document(self, source: str, doc_key: str) -> int:
+        ids = list(self.ids_for(source, doc_key))
+        self.delete(ids)
+        return len(ids)
+
+    def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
+                        source_modified_at: float) -> None:
+        if not ids or self._table is None:
+            return
+        with self._lock:
+            self._table.update(where=self._where_ids(ids), values={
+                "metadata": canonical_metadata(metadata),
+                "source_modified_at": source_modified_at})
+
+    # reading ----------------------------------------------------------------------------------
+    def _rows(self, where: str, columns: list[str], limit: int | None = None) -> list[dict[str, Any]]:
+        if self._table is None:
+            return []
+        query = self._table.search().where(where).select(columns)
+        query = query.limit(limit if limit is not None else max(self._table.count_rows(), 1))
+        result: list[dict[str, Any]] = query.to_list()
+        return result
+
+    def ids_for(self, source: str, doc_key: str) -> dict[str, str]:
+        where = f"source = {sql_str(source)} AND doc_key = {sql_str(doc_key)}"
+        return {r["id"]: r["chunk_hash"] for r in self._rows(where, ["id", "chunk_hash"])}
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for i in range(0, len(ids), 500):
+            for r in self._rows(self._where_ids(ids[i:i + 500]), ["id", "vector"]):
+                out[r["id"]] = [float(x) for x in r["vector"]]
+        return out
+
+    def get_document(self, source: str, doc_key: str) -> list[Hit]:
+        where = f"source = {sql_str(source)} AND doc_key = {sql_str(doc_key)}"
+        hits = [_to_hit(r, 0.0) for r in self._rows(where, _COLUMNS)]
+        return sorted(hits, key=lambda h: h.ordinal)
+
+    def documents(self, source: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for r in self._rows(f"source = {sql_str(source)}", ["doc_key"]):
+            counts[r["doc_key"]] = counts.get(r["doc_key"], 0) + 1
+        return counts
+
+    def stats(self) -> dict[str, SourceStats]:
+        out: dict[str, SourceStats] = {}
+        if self._table is None:
+            return out
+        table = self._table.to_lance().to_table(columns=["source", "doc_key"]) \
+            if hasattr(self._table, "to_lance") else None
+        pairs = (zip(table.column("source").to_pylist(), table.column("doc_key").to_pylist())
+                 if table is not None else [])
+        docs: dict[str, set[str]] = {}
+        for source, key in pairs:
+            stats = out.setdefault(source, SourceStats())
+            stats.chunks += 1
+            docs.setdefault(source, set()).add(key)
+        for source, keys in docs.items():
+            out[source].documents = len(keys)
+        return out
+
+    def _filter_sql(self, filters: Filters | None) -> str | None:
+        if filters is None:
+            return None
+        parts = []
+        if filters.source:
+            parts.append(f"source = {sql_str(filters.source)}")
+        if filters.doc_key_prefix:
+            parts.append(f"starts_with(doc_key, {sql_str(filters.doc_key_prefix)})")
+        for key, value in sorted(filters.metadata.items()):
+            # Narrow by the canonical JSON text; _matches() checks exactly afterwards.
+            needle = canonical_metadata({key: value})[1:-1]
+            escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+            parts.append(f"metadata LIKE {sql_str('%' + escaped + '%')} ESCAPE '\\'")
+        return " AND ".join(parts) or None
+
+    @staticmethod
+    def _matches(hit: Hit, filters: Filters | None) -> bool:
+        if filters is None:
+            return True
+        return all(hit.metadata.get(k) == v for k, v in filters.metadata.items())
+
+    def _search(self, mode: Mode, text: str, vector: Sequence[float] | None, k: int,
+                where: str | None) -> list[Hit]:
+        if mode is Mode.keyword:
+            query = self._table.search(text, query_type="fts")
+            score_col, sign = "_score", 1.0
+        else:
+            query = self._table.search(list(vector or []), vector_column_name="vector")
+            query = query.distance_type("cosine")
+            score_col, sign = "_distance", -1.0
+        if where:
+            query = query.where(where, prefilter=True)
+        rows = query.select([*_COLUMNS, score_col]).limit(k).to_list()
+        # Cosine distance d in [0, 2]: report similarity 1 - d so higher is better everywhere.
+        return [_to_hit(r, 1.0 - r[score_col] if sign < 0 else r[score_col]) for r in rows]
+
+    def search(self, text: str, vector: Sequence[float] | None, k: int,
+               mode: Mode = Mode.hybrid, alpha: float = 0.5,
+               filters: Filters | None = None) -> list[Hit]:
+        if self._table is None or k <= 0:
+            return []
+        if mode is not Mode.keyword and vector is None:
+            raise ValueError(f"{mode.value} search needs a query vector")
+        where = self._filter_sql(filters)
+        fetch = k * 4 if filters and filters.metadata else k
+        if mode is Mode.hybrid:
+            pool = max(fetch, 20)
+            hits = fuse(self._search(Mode.vector, text, vector, pool, where),
+                        self._search(Mode.keyword, text, None, pool, where) if text.strip()
+                        else [], alpha, pool)
+        else:
+            if mode is Mode.keyword and not text.strip():
+                return []
+            hits = self._search(mode, text, vector, fetch, where)
+        return [h for h in hits if self._matches(h, filters)][:k]
+
+    def optimize(self) -> None:
+        """Compact small fragments and fold new rows into the full-text index."""
+        if self._table is not None:
+            with self._lock:
+                self._table.optimize()
+
+    def close(self) -> None:
+        self._table = None

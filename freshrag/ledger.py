@@ -1,0 +1,243 @@
+"""The ledger: per-document fingerprints and chunk hashes, source state, and the vector cache."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    delete,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
+
+from freshrag.model import Fingerprint
+
+metadata = MetaData()
+
+documents = Table(
+    "freshrag_documents", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("doc_key", String(1000), primary_key=True),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("inode", BigInteger, nullable=False),
+    Column("content_hash", String(64), nullable=False, index=True),
+    Column("chunk_hashes", Text, nullable=False),  # JSON list, in ordinal order
+    Column("meta_hash", String(64), nullable=False, default=""),
+    Column("modified_at", Float, nullable=False),
+    Column("indexed_at", Float, nullable=False),
+)
+
+source_state = Table(
+    "freshrag_sources", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("cursor", Text, nullable=True),
+    Column("watermark", Float, nullable=True),
+    Column("last_start", Float, nullable=True),
+    Column("last_end", Float, nullable=True),
+    Column("last_report", Text, nullable=True),
+)
+
+errors = Table(
+    "freshrag_errors", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("doc_key", String(1000), primary_key=True),
+    Column("error", Text, nullable=False),
+    Column("at", Float, nullable=False),
+)
+
+embeddings = Table(
+    "freshrag_embeddings", metadata,
+    Column("model", String(200), primary_key=True),
+    Column("text_hash", String(64), primary_key=True),
+    Column("vector", LargeBinary, nullable=False),  # float32 little-endian
+)
+
+
+@dataclass
+class DocState:
+    source: str
+    key: str
+    fingerprint: Fingerprint
+    content_hash: str
+    chunk_hashes: list[str]
+    modified_at: float
+    indexed_at: float = field(default_factory=time.time)
+    meta_hash: str = ""
+
+
+@dataclass
+class SourceState:
+    source: str
+    cursor: str | None = None
+    watermark: float | None = None
+    last_start: float | None = None
+    last_end: float | None = None
+    last_report: dict[str, Any] | None = None
+
+
+def _row_to_doc(row: Any) -> DocState:
+    return DocState(
+        source=row.source, key=row.doc_key,
+        fingerprint=Fingerprint(row.mtime_ns, row.size, row.inode),
+        content_hash=row.content_hash, chunk_hashes=json.loads(row.chunk_hashes),
+        modified_at=row.modified_at, indexed_at=row.indexed_at, meta_hash=row.meta_hash or "",
+    )
+
+
+class Ledger:
+    """SQLAlchemy Core over SQLite (default, under home) or Postgres."""
+
+    def __init__(self, url: str):
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            self.engine: Engine = create_engine(url, connect_args={"timeout": 30})
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        self.url = url
+        metadata.create_all(self.engine)
+        if self.engine.dialect.name == "sqlite":
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # documents -----------------------------------------------------------------
+    def fingerprints(self, source: str) -> dict[str, Fingerprint]:
+        q = select(documents.c.doc_key, documents.c.mtime_ns, documents.c.size,
+                   documents.c.inode).where(documents.c.source == source)
+        with self.engine.connect() as conn:
+            return {r.doc_key: Fingerprint(r.mtime_ns, r.size, r.inode) for r in conn.execute(q)}
+
+    def get(self, source: str, key: str) -> DocState | None:
+        q = select(documents).where(and_(documents.c.source == source, documents.c.doc_key == key))
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return _row_to_doc(row) if row else None
+
+    def get_many(self, source: str, keys: Sequence[str]) -> dict[str, DocState]:
+        out: dict[str, DocState] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(keys), 500):
+                q = select(documents).where(and_(documents.c.source == source,
+                                                 documents.c.doc_key.in_(keys[i:i + 500])))
+                out.update({r.doc_key: _row_to_doc(r) for r in conn.execute(q)})
+        return out
+
+    def keys(self, source: str) -> list[str]:
+        q = select(documents.c.doc_key).where(documents.c.source == source)
+        with self.engine.connect() as conn:
+            return [r.doc_key for r in conn.execute(q)]
+
+    def put(self, doc: DocState) -> None:
+        values = {
+            "mtime_ns": doc.fingerprint.mtime_ns, "size": doc.fingerprint.size,
+            "inode": doc.fingerprint.inode, "content_hash": doc.content_hash,
+            "chunk_hashes": json.dumps(doc.chunk_hashes), "meta_hash": doc.meta_hash,
+            "modified_at": doc.modified_at, "indexed_at": doc.indexed_at,
+        }
+        with self.engine.begin() as conn:
+            self._upsert(conn, documents, {"source": doc.source, "doc_key": doc.key}, values)
+            conn.execute(delete(errors).where(and_(errors.c.source == doc.source,
+                                                   errors.c.doc_key == doc.key)))
+
+    def touch(self, source: str, key: str, fp: Fingerprint) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(update(documents).where(and_(
+                documents.c.source == source, documents.c.doc_key == key)).values(
+                mtime_ns=fp.mtime_ns, size=fp.size, inode=fp.inode))
+
+    def remove(self, source: str, key: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (documents, errors):
+                conn.execute(delete(table).where(and_(table.c.source == source,
+                                                      table.c.doc_key == key)))
+
+    def drop_source(self, source: str) -> None:
+        with self.engine.begin() as conn:
+            for table in (documents, errors, source_state):
+                conn.execute(delete(table).where(table.c.source == source))
+
+    # errors ---------------------------------------------------------------------
+    def record_error(self, source: str, key: str, reason: str) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, errors, {"source": source, "doc_key": key},
+                         {"error": reason, "at": time.time()})
+
+    def errors(self, source: str, limit: int = 50) -> list[dict[str, Any]]:
+        q = (select(errors).where(errors.c.source == source)
+             .order_by(errors.c.at.desc()).limit(limit))
+        with self.engine.connect() as conn:
+            return [{"key": r.doc_key, "error": r.error, "at": r.at} for r in conn.execute(q)]
+
+    # source state -----------------------------------------------------------------
+    def source_state(self, source: str) -> SourceState:
+        q = select(source_state).where(source_state.c.source == source)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        if row is None:
+            return SourceState(source)
+        return SourceState(source, row.cursor, row.watermark, row.last_start, row.last_end,
+                           json.loads(row.last_report) if row.last_report else None)
+
+    def set_source_state(self, source: str, **values: Any) -> None:
+        if "last_report" in values and values["last_report"] is not None:
+            values["last_report"] = json.dumps(values["last_report"])
+        with self.engine.begin() as conn:
+            self._upsert(conn, source_state, {"source": source}, values)
+
+    def sources(self) -> list[str]:
+        with self.engine.connect() as conn:
+            a = {r[0] for r in conn.execute(select(source_state.c.source))}
+            b = {r[0] for r in conn.execute(select(documents.c.source).distinct())}
+        return sorted(a | b)
+
+    # vector cache -------------------------------------------------------------------
+    def cached_vectors(self, model: str, hashes: Iterable[str]) -> dict[str, list[float]]:
+        wanted = list(dict.fromkeys(hashes))
+        out: dict[str, list[float]] = {}
+        with self.engine.connect() as conn:
+            for i in range(0, len(wanted), 500):
+                q = select(embeddings.c.text_hash, embeddings.c.vector).where(and_(
+                    embeddings.c.model == model, embeddings.c.text_hash.in_(wanted[i:i + 500])))
+                for r in conn.execute(q):
+                    out[r.text_hash] = np.frombuffer(r.vector, dtype="<f4").tolist()
+        return out
+
+    def cache_vectors(self, model: str, vectors: dict[str, Sequence[float]]) -> None:
+        if not vectors:
+            return
+        have = self.cached_vectors(model, vectors)
+        rows = [{"model": model, "text_hash": h, "vector": np.asarray(v, dtype="<f4").tobytes()}
+                for h, v in vectors.items() if h not in have]
+        if rows:
+            with self.engine.begin() as conn:
+                conn.execute(insert(embeddings), rows)
+
+    # helpers ----------------------------------------------------------------------
+    @staticmethod
+    def _upsert(conn: Connection, table: Table, key: dict[str, Any],
+                values: dict[str, Any]) -> None:
+        cond = and_(*(table.c[k] == v for k, v in key.items()))
+        res = conn.execute(update(table).where(cond).values(**values))
+        if res.rowcount == 0:
+            conn.execute(insert(table).values(**key, **values))

@@ -1,0 +1,153 @@
+"""Parse an item's bytes into elements with unstructured's partitioners, offline."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import PurePosixPath
+from typing import Any, Protocol
+
+from freshrag.model import Element, Item
+
+SKIP_CATEGORIES = {"PageBreak", "Header", "Footer", "PageNumber", "Image", "FigureCaption"}
+TEXT_KINDS = {".txt": "text", ".text": "text", ".log": "text", ".md": "md", ".markdown": "md",
+              ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
+BINARY_KINDS = {".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx", ".pdf": "pdf", ".eml": "eml"}
+SUPPORTED = sorted({*TEXT_KINDS, *BINARY_KINDS})
+
+
+class ParseError(Exception):
+    """The item cannot be parsed; the message names the reason (the sync reports it)."""
+
+
+class Parser(Protocol):
+    def parse(self, item: Item) -> list[Element]: ...
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text bytes: UTF-8 (with or without BOM), UTF-16 with BOM; else ParseError."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError as exc:
+            raise ParseError(f"not valid UTF-16 text: {exc}") from exc
+    if b"\x00" in data[:8192]:
+        raise ParseError("binary content (NUL bytes) in a text file")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ParseError(f"not valid UTF-8 text ({exc.reason} at byte {exc.start})") from exc
+
+
+def kind_of(filename: str) -> str | None:
+    suffix = PurePosixPath(filename.lower()).suffix
+    return TEXT_KINDS.get(suffix) or BINARY_KINDS.get(suffix)
+
+
+def _flatten_json(value: Any, path: str = "") -> list[str]:
+    if isinstance(value, dict):
+        return [line for k, v in value.items() for line in _flatten_json(v, f"{path}.{k}"
+                                                                         if path else str(k))]
+    if isinstance(value, list):
+        return [line for i, v in enumerate(value) for line in _flatten_json(v, f"{path}[{i}]")]
+    return [f"{path}: {value}" if path else str(value)]
+
+
+def _json_elements(text: str) -> list[Element]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"invalid JSON: {exc}") from exc
+    if isinstance(value, dict):
+        out: list[Element] = []
+        for key, sub in value.items():
+            out.append(Element(str(key), "title", depth=1))
+            out.append(Element("\n".join(_flatten_json(sub)) or "(empty)"))
+        return out
+    return [Element(line) for line in _flatten_json(value)]
+
+
+def _partitioner(kind: str) -> Callable[..., list[Any]]:
+    if kind == "text":
+        from unstructured.partition.text import partition_text
+        return partition_text
+    if kind == "md":
+        from unstructured.partition.md import partition_md
+        return partition_md
+    if kind == "html":
+        from unstructured.partition.html import partition_html
+        return partition_html
+    if kind == "csv":
+        from unstructured.partition.csv import partition_csv
+        return partition_csv
+    if kind == "docx":
+        from unstructured.partition.docx import partition_docx
+        return partition_docx
+    if kind == "pptx":
+        from unstructured.partition.pptx import partition_pptx
+        return partition_pptx
+    if kind == "xlsx":
+        from unstructured.partition.xlsx import partition_xlsx
+        return partition_xlsx
+    if kind == "eml":
+        from unstructured.partition.email import partition_email
+        return partition_email
+    from unstructured.partition.pdf import partition_pdf
+    return partition_pdf
+
+
+def _convert(raw: list[Any]) -> list[Element]:
+    out = []
+    for el in raw:
+        category = getattr(el, "category", "")
+        text = (getattr(el, "text", "") or "").strip()
+        if category in SKIP_CATEGORIES or not text:
+            continue
+        meta = getattr(el, "metadata", None)
+        page = getattr(meta, "page_number", None)
+        depth = getattr(meta, "category_depth", None) or 0
+        kind = "title" if category == "Title" else "text"
+        out.append(Element(text, kind, page=page, depth=depth))
+    return out
+
+
+class UnstructuredParser:
+    """The default parser: unstructured's partitioner for the file's type (by extension)."""
+
+    def parse(self, item: Item) -> list[Element]:
+        if item.text is not None:  # sources that render their own text (table rows)
+            return [Element(item.text)] if item.text.strip() else []
+        kind = kind_of(item.filename or item.key)
+        if kind is None:
+            suffix = PurePosixPath(item.filename or item.key).suffix or "(no extension)"
+            raise ParseError(f"unsupported file type {suffix}; supported: {', '.join(SUPPORTED)}")
+        if not item.data.strip():
+            raise ParseError("empty file")
+        from freshrag import nlp
+
+        nlp.install()
+        kwargs: dict[str, Any] = {"languages": ["eng"]}
+        if kind in TEXT_KINDS.values():
+            text = decode_text(item.data)
+            if kind == "json":
+                return _json_elements(text)
+            if kind == "csv":  # partition_csv takes only a file
+                kwargs["file"] = io.BytesIO(text.encode("utf-8"))
+            else:
+                kwargs["text"] = text
+        else:
+            kwargs["file"] = io.BytesIO(item.data)
+            kwargs["metadata_filename"] = item.filename or item.key
+            if kind == "pdf":
+                kwargs["strategy"] = "fast"
+        try:
+            raw = _partitioner(kind)(**kwargs)
+        except ParseError:
+            raise
+        except Exception as exc:  # a corrupt file surfaces as any exception type
+            raise ParseError(f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
+        elements = _convert(raw)
+        if not elements:
+            raise ParseError(f"no text found in {kind} file")
+        return elements
