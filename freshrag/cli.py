@@ -13,7 +13,7 @@ import typer
 from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
 from freshrag.model import Filters, Mode, SyncReport
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep a retrieval index true to folders and tables that keep changing.")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",

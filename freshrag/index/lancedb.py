@@ -178,10 +178,10 @@ class LanceIndex:
         out: dict[str, SourceStats] = {}
         if self._table is None:
             return out
-        table = self._table.to_lance().to_table(columns=["source", "doc_key"]) \
-            if hasattr(self._table, "to_lance") else None
-        pairs = (zip(table.column("source").to_pylist(), table.column("doc_key").to_pylist())
-                 if table is not None else [])
+        table = (self._table.search().select(["source", "doc_key"])
+                 .limit(max(self._table.count_rows(), 1)).to_arrow())
+        pairs = zip(table.column("source").to_pylist(), table.column("doc_key").to_pylist(),
+                    strict=True)
         docs: dict[str, set[str]] = {}
         for source, key in pairs:
             stats = out.setdefault(source, SourceStats())
