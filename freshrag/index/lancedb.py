@@ -247,6 +247,17 @@ class LanceIndex:
             hits = self._search(mode, text, vector, fetch, where)
         return [h for h in hits if self._matches(h, filters)][:k]
 
+    def refresh(self) -> None:
+        """See writes made by other processes since this handle opened (the API server calls
+        it before searching: a table handle otherwise keeps the version it opened)."""
+        with self._lock:
+            if self._table is None:
+                if self.table_name in self._db.table_names():
+                    self._table = self._db.open_table(self.table_name)
+                    self.dim = self._table.schema.field("vector").type.list_size
+            else:
+                self._table.checkout_latest()
+
     def optimize(self) -> None:
         """Compact small fragments and fold new rows into the full-text index."""
         if self._table is not None:
