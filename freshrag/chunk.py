@@ -134,26 +134,27 @@ def chunk(elements: Sequence[Element], count: TokenCounter,
 
 
 def _group(units: list[_Unit], budget: int, sizes: ChunkSizes) -> Iterator[list[_Unit]]:
+    """Cut before a candidate unit (a paragraph start, or a sentence whose hash says so) when at
+    least min_tokens lie between it and the previous candidate. Both facts are read off the
+    content around the unit, never off where the current chunk began, so an edit moves only
+    the cuts next to it. Only the max-size cut depends on the chunk's start."""
     buf: list[_Unit] = []
     size = 0
+    since_candidate = 0
     for unit in units:
-        if buf and _cut_before(unit, size, budget, sizes):
+        candidate = unit.starts_paragraph or _hash_mod(unit.text, SENTENCE_DIVISOR)
+        cut = candidate and (since_candidate >= sizes.min_tokens or (
+            unit.starts_paragraph and _hash_mod(unit.text, PARAGRAPH_DIVISOR)))
+        if buf and (cut or size + unit.tokens > budget):
             yield buf
             buf, size = [], 0
+        if candidate:
+            since_candidate = 0
         buf.append(unit)
         size += unit.tokens
+        since_candidate += unit.tokens
     if buf:
         yield buf
-
-
-def _cut_before(unit: _Unit, size: int, budget: int, sizes: ChunkSizes) -> bool:
-    if size + unit.tokens > budget:
-        return True
-    if size < sizes.min_tokens:
-        return False
-    if unit.starts_paragraph:
-        return size + unit.tokens > sizes.target_tokens or _hash_mod(unit.text, PARAGRAPH_DIVISOR)
-    return _hash_mod(unit.text, SENTENCE_DIVISOR)
 
 
 def _join(units: list[_Unit]) -> str:

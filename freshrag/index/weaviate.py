@@ -1,0 +1,353 @@
+"""The Weaviate index (weaviate-client v4): one collection per deployment, we bring the vectors."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from freshrag.index import IndexUnavailable
+from freshrag.index.lancedb import fuse
+from freshrag.index.weaviate_schema import (
+    RETURN_PROPS,
+    VECTOR,
+    metadata_properties,
+    metadata_terms,
+    parse_url,
+    properties,
+    property_configs,
+    schema_problems,
+    to_hit,
+)
+from freshrag.model import Filters, Hit, Mode, Record, SourceStats
+
+log = logging.getLogger("freshrag.index.weaviate")
+BATCH_SIZE = 100  # objects per gRPC BatchObjects request
+ID_CHUNK = 500  # ids per `id IN (...)` filter
+PAGE = 1000  # objects per read request
+WRITE_ATTEMPTS = 3  # tries of the objects a batch reported as failed before giving up
+MAX_DELETE = 10_000  # Weaviate's default QUERY_MAXIMUM_RESULTS caps one batch delete
+
+
+class WeaviateIndex:
+    """The `Index` Protocol on a Weaviate collection; connects on first use."""
+
+    def __init__(self, url: str, dim: int | None = None, collection: str = "FreshragChunk",
+                 api_key: str = "", grpc_port: int = 50051, timeout_s: float = 30.0):
+        self.url = url
+        self.endpoint = parse_url(url, grpc_port)
+        self.dim = dim or 0
+        self.collection_name = collection
+        self.api_key = api_key
+        self.timeout_s = timeout_s
+        self._client: Any = None
+        self._collection: Any = None
+        self._lock = threading.Lock()
+
+    # connection -------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        """Turn the client's connection, timeout and server errors into IndexUnavailable."""
+        import grpc
+        import httpx
+        from weaviate.exceptions import WeaviateBaseError
+
+        try:
+            yield
+        except IndexUnavailable:
+            raise
+        except (WeaviateBaseError, httpx.HTTPError, grpc.RpcError, OSError) as exc:
+            raise IndexUnavailable(f"Weaviate at {self.url}: {what} failed: {exc}") from exc
+
+    def _connect(self) -> Any:
+        import weaviate
+        from weaviate.classes.init import AdditionalConfig, Auth, Timeout
+
+        ep = self.endpoint
+        auth = Auth.api_key(self.api_key) if self.api_key else None
+        config = AdditionalConfig(timeout=Timeout(init=min(self.timeout_s, 10.0),
+                                                  query=self.timeout_s, insert=self.timeout_s))
+        if ep.cloud:
+            return weaviate.connect_to_weaviate_cloud(f"https://{ep.http_host}",
+                                                      auth_credentials=auth,
+                                                      additional_config=config)
+        return weaviate.connect_to_custom(ep.http_host, ep.http_port, ep.secure, ep.grpc_host,
+                                          ep.grpc_port, ep.secure, auth_credentials=auth,
+                                          additional_config=config)
+
+    def _col(self) -> Any:
+        """The collection handle: connect, create the schema if missing, check it if present."""
+        if self._collection is not None:
+            return self._collection
+        with self._lock, self._errors("connect"):
+            if self._collection is not None:
+                return self._collection
+            if self._client is None:
+                self._client = self._connect()
+            client = self._client
+            if not client.collections.exists(self.collection_name):
+                self._create(client)
+            col = client.collections.get(self.collection_name)
+            problems = schema_problems(col.config.get(simple=True))
+            if problems:
+                raise IndexUnavailable(
+                    f"Weaviate at {self.url}: collection {self.collection_name!r} exists with an "
+                    f"incompatible schema: {'; '.join(problems)}. Use another index.collection "
+                    "or delete the collection; freshrag never recreates it on its own")
+            self._check_dim(col, self.dim)
+            self._collection = col
+            return col
+
+    def _create(self, client: Any) -> None:
+        from weaviate.classes.config import Configure, VectorDistances
+        from weaviate.exceptions import UnexpectedStatusCodeError
+
+        try:
+            client.collections.create(
+                self.collection_name, properties=property_configs(),
+                vector_config=Configure.Vectors.self_provided(
+                    name=VECTOR, vector_index_config=Configure.VectorIndex.hnsw(
+                        distance_metric=VectorDistances.COSINE)))
+            log.info("created Weaviate collection %s at %s", self.collection_name, self.url)
+        except UnexpectedStatusCodeError as exc:
+            if "already exists" not in str(exc):  # another worker won the race: fine
+                raise
+
+    def _check_dim(self, col: Any, dim: int) -> None:
+        res = col.query.fetch_objects(limit=1, include_vector=True, return_properties=[])
+        if not res.objects:
+            return
+        vec = res.objects[0].vector
+        held = len(vec.get(VECTOR, []) if isinstance(vec, dict) else vec)
+        if dim and held != dim:
+            raise IndexUnavailable(
+                f"Weaviate at {self.url}: vectors have {dim} dimensions but collection "
+                f"{self.collection_name!r} holds {held}; a different model needs another "
+                "index.collection")
+        self.dim = held
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None:
+                with contextlib.suppress(Exception):
+                    self._client.close()
+            self._client = self._collection = None
+
+    # writing ----------------------------------------------------------------------------------
+    def upsert(self, records: Sequence[Record]) -> None:
+        if not records:
+            return
+        from weaviate.classes.data import DataObject
+
+        dim = len(records[0].vector)
+        bad = [r.id for r in records if len(r.vector) != dim]
+        if bad or (self.dim and dim != self.dim):
+            raise IndexUnavailable(
+                f"Weaviate at {self.url}: vectors have {dim} dimensions but collection "
+                f"{self.collection_name!r} holds {self.dim or dim} (objects {bad[:5]})")
+        col = self._col()
+        if not self.dim:
+            self.dim = dim
+        for i in range(0, len(records), BATCH_SIZE):
+            pending = list(records[i:i + BATCH_SIZE])
+            errors: dict[str, str] = {}
+            for attempt in range(1, WRITE_ATTEMPTS + 1):
+                objs = [DataObject(uuid=r.id, properties=properties(r),
+                                   vector={VECTOR: list(r.vector)}) for r in pending]
+                with self._errors(f"writing {len(objs)} objects"):
+                    res = col.data.insert_many(objs)
+                errors = {pending[n].id: str(getattr(e, "message", e))
+                          for n, e in res.errors.items()}
+                if not errors:
+                    break
+                log.warning("Weaviate at %s: %d of %d objects failed (attempt %d of %d): %s",
+                            self.url, len(errors), len(pending), attempt, WRITE_ATTEMPTS,
+                            next(iter(errors.values())))
+                pending = [r for r in pending if r.id in errors]
+            if errors:
+                named = ", ".join(f"{i}: {m}" for i, m in list(errors.items())[:5])
+                more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+                raise IndexUnavailable(f"Weaviate at {self.url}: {len(errors)} objects were not "
+                                       f"written after {WRITE_ATTEMPTS} attempts: {named}{more}")
+
+    def _delete_where(self, where: Any, what: str) -> tuple[int, int]:
+        with self._errors(what):
+            res = self._col().data.delete_many(where=where)
+        if res.failed:
+            raise IndexUnavailable(f"Weaviate at {self.url}: {what}: {res.failed} of "
+                                   f"{res.matches} objects were not deleted")
+        return int(res.successful), int(res.matches)
+
+    def delete(self, ids: Sequence[str]) -> None:
+        from weaviate.classes.query import Filter
+
+        for i in range(0, len(ids), ID_CHUNK):
+            part = list(ids[i:i + ID_CHUNK])
+            self._delete_where(Filter.by_id().contains_any(part), f"deleting {len(part)} ids")
+
+    def delete_document(self, source: str, doc_key: str) -> int:
+        total = 0
+        while True:
+            done, matches = self._delete_where(self._doc_filter(source, doc_key),
+                                               f"deleting document {source}:{doc_key}")
+            total += done
+            if matches < MAX_DELETE:
+                return total
+
+    def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
+                        source_modified_at: float) -> None:
+        """PATCH each object's metadata properties; its vector is neither sent nor touched."""
+        from weaviate.exceptions import UnexpectedStatusCodeError
+
+        if not ids:
+            return
+        col = self._col()
+        props = {**metadata_properties(metadata), "source_modified_at": float(source_modified_at)}
+        for uuid in ids:
+            with self._errors(f"updating metadata of {uuid}"):
+                try:
+                    col.data.update(uuid=uuid, properties=props)
+                except UnexpectedStatusCodeError as exc:
+                    if exc.status_code != 404:  # unknown ids are ignored, like delete()
+                        raise
+
+    # reading ----------------------------------------------------------------------------------
+    @staticmethod
+    def _doc_filter(source: str, doc_key: str) -> Any:
+        from weaviate.classes.query import Filter
+
+        return (Filter.by_property("source").equal(source)
+                & Filter.by_property("doc_key").equal(doc_key))
+
+    def _fetch(self, where: Any, props: list[str], vector: bool = False) -> list[Any]:
+        """Every object matching `where`, page by page (limit+offset: up to Weaviate's
+        QUERY_MAXIMUM_RESULTS, 10,000 by default, per filter)."""
+        col = self._col()
+        out: list[Any] = []
+        while True:
+            with self._errors("reading objects"):
+                res = col.query.fetch_objects(filters=where, limit=PAGE, offset=len(out),
+                                              return_properties=props,
+                                              include_vector=[VECTOR] if vector else False)
+            out += res.objects
+            if len(res.objects) < PAGE:
+                return out
+
+    def _scan(self, props: list[str]) -> Iterator[Any]:
+        """Every object of the collection (cursor over ids: no limit, no filter)."""
+        col = self._col()
+        with self._errors("scanning the collection"):
+            yield from col.iterator(return_properties=props, cache_size=PAGE)
+
+    def ids_for(self, source: str, doc_key: str) -> dict[str, str]:
+        objs = self._fetch(self._doc_filter(source, doc_key), ["chunk_hash"])
+        return {str(o.uuid): o.properties.get("chunk_hash") or "" for o in objs}
+
+    def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
+        from weaviate.classes.query import Filter
+
+        out: dict[str, list[float]] = {}
+        for i in range(0, len(ids), ID_CHUNK):
+            where = Filter.by_id().contains_any(list(ids[i:i + ID_CHUNK]))
+            for o in self._fetch(where, [], vector=True):
+                vec = o.vector.get(VECTOR) if isinstance(o.vector, dict) else o.vector
+                if vec is not None:
+                    out[str(o.uuid)] = [float(x) for x in vec]
+        return out
+
+    def get_document(self, source: str, doc_key: str) -> list[Hit]:
+        objs = self._fetch(self._doc_filter(source, doc_key), RETURN_PROPS)
+        return sorted((to_hit(o.uuid, o.properties, 0.0) for o in objs), key=lambda h: h.ordinal)
+
+    def documents(self, source: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for o in self._scan(["source", "doc_key"]):
+            if o.properties.get("source") == source:
+                key = o.properties.get("doc_key") or ""
+                counts[key] = counts.get(key, 0) + 1
+        return counts
+
+    def stats(self) -> dict[str, SourceStats]:
+        out: dict[str, SourceStats] = {}
+        docs: dict[str, set[str]] = {}
+        for o in self._scan(["source", "doc_key"]):
+            source = o.properties.get("source") or ""
+            out.setdefault(source, SourceStats()).chunks += 1
+            docs.setdefault(source, set()).add(o.properties.get("doc_key") or "")
+        for source, keys in docs.items():
+            out[source].documents = len(keys)
+        return out
+
+    # search -----------------------------------------------------------------------------------
+    @staticmethod
+    def _where(filters: Filters | None) -> Any:
+        from weaviate.classes.query import Filter
+
+        if filters is None:
+            return None
+        parts = []
+        if filters.source:
+            parts.append(Filter.by_property("source").equal(filters.source))
+        if filters.doc_key_prefix:
+            # `like` has no escape: `*` and `?` in the prefix widen the match, _matches narrows.
+            parts.append(Filter.by_property("doc_key").like(filters.doc_key_prefix + "*"))
+        if filters.metadata:
+            parts.append(Filter.by_property("metadata_kv").contains_all(
+                metadata_terms(filters.metadata)))
+        return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
+
+    @staticmethod
+    def _matches(hit: Hit, filters: Filters | None) -> bool:
+        if filters is None:
+            return True
+        if filters.source and hit.source != filters.source:
+            return False
+        if filters.doc_key_prefix and not hit.doc_key.startswith(filters.doc_key_prefix):
+            return False
+        return all(hit.metadata.get(k) == v for k, v in filters.metadata.items())
+
+    def search(self, text: str, vector: Sequence[float] | None, k: int,
+               mode: Mode = Mode.hybrid, alpha: float = 0.5,
+               filters: Filters | None = None) -> list[Hit]:
+        from weaviate.classes.query import HybridFusion, MetadataQuery
+
+        if k <= 0:
+            return []
+        if mode is not Mode.keyword and vector is None:
+            raise ValueError(f"{mode.value} search needs a query vector")
+        if mode is Mode.keyword and not text.strip():
+            return []
+        col = self._col()
+        where = self._where(filters)
+        fetch = k * 4 if filters and (filters.doc_key_prefix or filters.metadata) else k
+        vec = [float(x) for x in vector] if vector is not None else None
+        with self._errors(f"{mode.value} search"):
+            if mode is Mode.keyword:
+                res = col.query.bm25(text, query_properties=["text"], limit=fetch, filters=where,
+                                     return_properties=RETURN_PROPS,
+                                     return_metadata=MetadataQuery(score=True))
+                hits = [to_hit(o.uuid, o.properties, o.metadata.score or 0.0)
+                        for o in res.objects]
+            elif mode is Mode.vector or not text.strip():
+                res = col.query.near_vector(vec, target_vector=VECTOR, limit=fetch,
+                                            filters=where, return_properties=RETURN_PROPS,
+                                            return_metadata=MetadataQuery(distance=True))
+                # Cosine distance d in [0, 2]: similarity 1 - d, as the embedded index reports.
+                hits = [to_hit(o.uuid, o.properties, 1.0 - (o.metadata.distance or 0.0))
+                        for o in res.objects]
+                if mode is Mode.hybrid:  # no keywords: the vector half of relative-score fusion
+                    hits = fuse(hits, [], alpha, fetch)
+            else:
+                res = col.query.hybrid(text, vector=vec, alpha=alpha, target_vector=VECTOR,
+                                       query_properties=["text"],
+                                       fusion_type=HybridFusion.RELATIVE_SCORE, limit=fetch,
+                                       filters=where, return_properties=RETURN_PROPS,
+                                       return_metadata=MetadataQuery(score=True))
+                hits = [to_hit(o.uuid, o.properties, o.metadata.score or 0.0)
+                        for o in res.objects]
+        return [h for h in hits if self._matches(h, filters)][:k]
+
+    def optimize(self) -> None:
+        """Weaviate compacts and maintains its indexes by itself."""
