@@ -56,8 +56,8 @@ def test_errors_are_reported_with_keys(prefect_harness: None, folder: Path,
                                        config: Path) -> None:
     (folder / "ok.md").write_text("# Fine\n\nA readable document.\n")
     big = folder / "big.txt"
-    big.write_bytes(b"x" * 10)
-    cfg = config.read_text() + 'max_file_mb = 0.000001\n'
+    big.write_bytes(b"x " * 500)
+    cfg = config.read_text() + 'max_file_mb = 0.00005\n'
     config.write_text(cfg)
     out = sync_mod.sync("docs", config=str(config))
     assert out["documents"]["failed"] == 1

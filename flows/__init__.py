@@ -1,0 +1,1 @@
+"""Prefect orchestration over the freshrag engine: the sync flow and the watcher service."""
