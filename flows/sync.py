@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from typing import Any
@@ -43,11 +44,9 @@ def ensure_limit(name: str, limit: int = 1) -> None:
             return
         except ObjectNotFound:
             pass
-        try:
+        with contextlib.suppress(ObjectAlreadyExists):
             client.create_global_concurrency_limit(
                 GlobalConcurrencyLimitCreate(name=name, limit=limit))
-        except ObjectAlreadyExists:
-            pass
 
 
 def _retryable(task: Any, task_run: Any, state: Any) -> bool:

@@ -1,4 +1,4 @@
-"""Fixtures for the flow and watcher tests: a Prefect test harness, a folder source with a config."""
+"""Fixtures for flow and watcher tests: a Prefect test harness, a folder source, its config."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sync flow under a real (test-harness) Prefect API: index contents, counts and the artifact."""
+"""The sync flow under a real (test-harness) Prefect API: index contents, counts, artifact."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ def _artifact(key: str) -> str:
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
     with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
     assert arts, f"no artifact {key}"
     latest = max(arts, key=lambda a: a.created)
     return str(latest.data)
