@@ -32,6 +32,16 @@ class IndexConfig(BaseModel):
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     timeout_s: float = 30.0
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        schemes = ("lancedb://", "file://", "weaviate://", "http://", "https://")
+        if value and not value.startswith(schemes):
+            raise ValueError(f"unknown scheme in {value!r}: use weaviate://host:port, "
+                             "http(s)://host for Weaviate Cloud, or leave empty for the "
+                             "embedded index")
+        return value
+
 
 class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
