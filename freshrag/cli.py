@@ -173,6 +173,21 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
             typer.echo(f"  error: {err['key']}: {err['error']}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port.")] = 8000,
+    config: ConfigOpt = None, home: HomeOpt = None,
+) -> None:
+    """Serve the search API (OpenAPI at /docs, a search page at /)."""
+    settings = settings_for(config, home)
+    import uvicorn
+
+    from freshrag.api import create_app
+
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     app()

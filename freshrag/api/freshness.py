@@ -1,0 +1,168 @@
+"""Per-source freshness (watermark, lag, pending changes), checked cheaply, shared and awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from freshrag.api.schemas import SourceFreshness
+
+log = logging.getLogger("freshrag.api")
+
+# Source types whose scan is a cheap "what changed" (a stat walk compared with the ledger).
+SCANNABLE = frozenset({"folder"})
+
+
+@dataclass(frozen=True)
+class Check:
+    """One source's freshness as of `checked_at` (taken before anything else was read)."""
+
+    source: str
+    watermark: float | None
+    lag_ms: float | None
+    pending: int | None
+    failed: int
+    method: str
+    checked_at: float
+    last_sync_end: float | None
+    configured: bool = True
+    detail: str | None = None
+
+    def model(self) -> SourceFreshness:
+        return SourceFreshness(
+            watermark=self.watermark, lag_ms=self.lag_ms, pending=self.pending,
+            failed=self.failed, method=self.method,  # type: ignore[arg-type]
+            checked_at=self.checked_at, last_sync_end=self.last_sync_end, detail=self.detail)
+
+
+def measure(engine: Any, name: str) -> Check:
+    """Check one source now. Never raises: a source that cannot be checked has lag None."""
+    started = time.time()
+    try:
+        return _measure(engine, name, started)
+    except Exception as exc:  # the ledger or the source is unreachable
+        log.warning("freshness of %s: %s", name, exc)
+        return Check(name, None, None, None, 0, "none", started, None,
+                     detail=f"cannot check freshness: {type(exc).__name__}")
+
+
+def _measure(engine: Any, name: str, started: float) -> Check:
+    state = engine.ledger.source_state(name)
+    config = next((s for s in engine.settings.sources if s.name == name), None)
+    if config is None:
+        return Check(name, state.watermark, None, None, 0, "none", started, state.last_end,
+                     configured=False, detail="not configured: nothing updates it")
+    if config.type not in SCANNABLE:
+        if state.watermark is None:
+            return Check(name, None, None, None, 0, "watermark", started, state.last_end,
+                         detail="never synced")
+        lag = max(0.0, started - state.watermark) * 1000
+        return Check(name, state.watermark, round(lag, 1), None, 0, "watermark", started,
+                     state.last_end)
+    # Ledger first, then the files: a sync committing in between shows as pending (safe side).
+    known = engine.ledger.fingerprints(name)
+    failed_at = {e["key"]: e["at"] for e in engine.ledger.errors(name, limit=1_000_000)}
+    candidates = list(engine.source(name).scan(known))
+    changed_at: list[float] = []
+    failed = 0
+    for cand in candidates:
+        if cand.error is not None:
+            failed += 1
+        elif cand.fingerprint is None:  # deleted: no timestamp; count from the last sync
+            changed_at.append(state.watermark or state.last_start or started)
+        elif failed_at.get(cand.key, -math.inf) >= cand.fingerprint.mtime_ns / 1e9:
+            failed += 1  # tried after its last change and failed: reported, not pending
+        else:
+            changed_at.append(min(cand.fingerprint.mtime_ns / 1e9, started))
+    if not changed_at:
+        return Check(name, started, 0.0, 0, failed, "scan", started, state.last_end)
+    oldest = min(changed_at)
+    # Something pending always means some lag, even if its clock says "just now".
+    lag = max(1.0, round((started - oldest) * 1000, 1))
+    return Check(name, oldest, lag, len(changed_at), failed, "scan", started, state.last_end)
+
+
+class Stale(Exception):
+    """The index did not catch up within the wait bound."""
+
+    def __init__(self, checks: dict[str, Check], waited_ms: float):
+        super().__init__("stale")
+        self.checks = checks
+        self.waited_ms = waited_ms
+
+
+def satisfied(checks: Iterable[Check], max_lag_ms: int | None,
+              min_watermark: float | None) -> bool:
+    for c in checks:
+        if not c.configured:  # frozen data: nothing can make it fresher
+            continue
+        if max_lag_ms is not None and (c.lag_ms is None or c.lag_ms > max_lag_ms):
+            return False
+        if min_watermark is not None and (c.watermark is None or c.watermark < min_watermark):
+            return False
+    return True
+
+
+class FreshnessTracker:
+    """Shares checks: one check per source runs at a time; callers say how recent it must be."""
+
+    def __init__(self, engine: Any, ttl_s: float, poll_s: float, max_wait_s: float):
+        self.engine = engine
+        self.ttl_s = ttl_s
+        self.poll_s = poll_s
+        self.max_wait_s = max_wait_s
+        self._done: dict[str, Check] = {}
+        self._running: dict[str, asyncio.Task[Check]] = {}
+
+    async def _run(self, name: str) -> Check:
+        try:
+            result = await run_in_threadpool(measure, self.engine, name)
+            self._done[name] = result
+            return result
+        finally:
+            self._running.pop(name, None)
+
+    async def check(self, name: str, not_before: float) -> Check:
+        """A check of `name` that started at or after `not_before`."""
+        while True:
+            done = self._done.get(name)
+            if done is not None and done.checked_at >= not_before:
+                return done
+            task = self._running.get(name)
+            if task is None:
+                task = asyncio.ensure_future(self._run(name))
+                self._running[name] = task
+            result = await asyncio.shield(task)
+            if result.checked_at >= not_before:
+                return result
+
+    async def check_all(self, names: list[str], not_before: float) -> dict[str, Check]:
+        results = await asyncio.gather(*(self.check(n, not_before) for n in names))
+        return dict(zip(names, results, strict=True))
+
+    async def current(self, names: list[str]) -> dict[str, Check]:
+        """Checks no older than the cache TTL (for answers without a freshness demand)."""
+        return await self.check_all(names, time.time() - self.ttl_s)
+
+    async def ensure(self, names: list[str], max_lag_ms: int | None,
+                     min_watermark: float | None) -> dict[str, Check]:
+        """Checks that satisfy the demand, polling up to the wait bound; raises Stale."""
+        if max_lag_ms is None and min_watermark is None:
+            return await self.current(names)
+        start = time.time()
+        deadline = start + self.max_wait_s
+        checks = await self.check_all(names, start)
+        while not satisfied(checks.values(), max_lag_ms, min_watermark):
+            now = time.time()
+            if now >= deadline:
+                raise Stale(checks, round((now - start) * 1000, 1))
+            await asyncio.sleep(min(self.poll_s, deadline - now))
+            checks = await self.check_all(names, time.time())
+        return checks
