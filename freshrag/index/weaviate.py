@@ -70,6 +70,9 @@ class WeaviateIndex:
         config = AdditionalConfig(timeout=Timeout(init=min(self.timeout_s, 10.0),
                                                   query=self.timeout_s, insert=self.timeout_s))
         if ep.cloud:
+            if auth is None:
+                raise IndexUnavailable(f"index.url {self.url!r}: Weaviate Cloud needs "
+                                       "index.api_key (or FRESHRAG_INDEX__API_KEY)")
             return weaviate.connect_to_weaviate_cloud(f"https://{ep.http_host}",
                                                       auth_credentials=auth,
                                                       additional_config=config)
