@@ -34,6 +34,7 @@ class Source(Protocol):
 SourceFactory = Callable[[dict[str, Any], "Any"], Source]
 _REGISTRY: dict[str, str] = {
     "folder": "connectors.folder:FolderSource",
+    "sql": "connectors.sql:SqlSource",
 }
 
 
