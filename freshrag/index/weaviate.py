@@ -143,6 +143,7 @@ class WeaviateIndex:
         if not records:
             return
         from weaviate.classes.data import DataObject
+        from weaviate.exceptions import WeaviateInsertManyAllFailedError
 
         dim = len(records[0].vector)
         bad = [r.id for r in records if len(r.vector) != dim]
@@ -160,9 +161,12 @@ class WeaviateIndex:
                 objs = [DataObject(uuid=r.id, properties=properties(r),
                                    vector={VECTOR: list(r.vector)}) for r in pending]
                 with self._errors(f"writing {len(objs)} objects"):
-                    res = col.data.insert_many(objs)
-                errors = {pending[n].id: str(getattr(e, "message", e))
-                          for n, e in res.errors.items()}
+                    try:
+                        res = col.data.insert_many(objs)
+                        errors = {pending[n].id: str(getattr(e, "message", e))
+                                  for n, e in res.errors.items()}
+                    except WeaviateInsertManyAllFailedError as exc:
+                        errors = {r.id: str(exc) for r in pending}
                 if not errors:
                     break
                 log.warning("Weaviate at %s: %d of %d objects failed (attempt %d of %d): %s",

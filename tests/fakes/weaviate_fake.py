@@ -53,7 +53,9 @@ class Faults:
     """Failures to inject: per-object batch errors, whole-request gRPC errors."""
 
     object_errors: dict[str, int] = field(default_factory=dict)  # uuid -> times to fail
-    grpc_unavailable: int = 0  # next N gRPC calls fail with UNAVAILABLE
+    grpc_errors: int = 0  # the next N gRPC calls fail with `grpc_status`
+    # UNAVAILABLE is retried by the client itself with 1 s, 2 s, 4 s ... backoff (slow tests)
+    grpc_status: grpc.StatusCode = grpc.StatusCode.INTERNAL
 
 
 # gRPC ---------------------------------------------------------------------------------------------
@@ -103,9 +105,10 @@ class Servicer(weaviate_pb2_grpc.WeaviateServicer):
 
     def _enter(self, name: str, request: Any, context: Any) -> None:
         self.fake.calls.append((name, request))
-        if self.fake.faults.grpc_unavailable > 0:
-            self.fake.faults.grpc_unavailable -= 1
-            context.abort(grpc.StatusCode.UNAVAILABLE, "fake: injected outage")
+        faults = self.fake.faults
+        if faults.grpc_errors > 0:
+            faults.grpc_errors -= 1
+            context.abort(faults.grpc_status, "fake: injected outage")
 
     def _collection(self, name: str, context: Any) -> Collection:
         try:
