@@ -17,6 +17,7 @@ from connectors import SourceError
 from connectors import sql_util as su
 from connectors.sql_options import SqlOptions, display_url, make_engine, parse_options
 from connectors.sql_options import template_fields as _template_fields
+from connectors.sql_util import is_deleted, python_type
 from freshrag.config import ConfigError
 from freshrag.model import Candidate, Fingerprint, Item
 from freshrag.retry import retry
@@ -38,25 +39,6 @@ class SourceUnavailable(SourceError):
 
 class _Transient(Exception):
     pass
-
-
-def _python_type(column: Any) -> type | None:
-    try:
-        kind: type = column.type.python_type
-        return kind
-    except (NotImplementedError, AttributeError):
-        return None
-
-
-def is_deleted(value: Any) -> bool:
-    """Soft-delete semantics: NULL, false, 0, '', 'false', 'no' are live; anything else is not."""
-    if value is None:
-        return False
-    if isinstance(value, str):
-        return value.strip().lower() not in ("", "0", "false", "f", "no", "n")
-    if isinstance(value, bool | int | float):
-        return bool(value)
-    return True  # a deleted_at timestamp
 
 
 class SqlSource:
@@ -157,7 +139,7 @@ class SqlSource:
                     raise ConfigError(f"sources.{self.name}.table: table {o.table!r} not found "
                                       f"in {self.url} (dropped or renamed?); nothing was deleted "
                                       "from the index") from exc
-                return table, {c.name: _python_type(c) for c in table.columns}
+                return table, {c.name: python_type(c) for c in table.columns}
             query = o.query or ""
             probe = sa.text(f"SELECT * FROM ({query}) AS freshrag_q WHERE 1=0")
             names = list(conn.execute(probe).keys())
@@ -224,35 +206,8 @@ class SqlSource:
     # rendering ---------------------------------------------------------------------------------
     def render(self, row: Row[Any], key: str) -> Item | str:
         """The row as an Item, or the reason it cannot be indexed."""
-        m = row._mapping
-        values: dict[str, Any] = {}
-        for f in self.fields:
-            v = m[f]
-            if isinstance(v, bytes | bytearray | memoryview):
-                try:
-                    v = bytes(v).decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    return f"column {f}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
-            values[f] = "" if v is None else v
-        try:
-            text = self.opts.text.format_map(values)
-        except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
-            return f"text template failed: {type(exc).__name__}: {exc}"
-        if not text.strip():
-            nulls = [f for f in self.fields if m[f] is None]
-            return ("no text: " + (f"{', '.join(nulls)} {'is' if len(nulls) == 1 else 'are'} "
-                                   "NULL" if nulls else "the template renders blank"))
-        size = len(text.encode("utf-8", "surrogatepass"))
-        if size > self.opts.max_text_kb * 1024:
-            return (f"text is {size / 1024:.0f} KB, over the {self.opts.max_text_kb} KB limit "
-                    "(max_text_kb)")
-        metadata = {c: su.json_safe(m[c]) for c in self.opts.metadata}
-        cursor = m[self.opts.cursor]
-        ts = su.timestamp_of(cursor)
-        return Item(key=key, data=text.encode("utf-8"),
-                    fingerprint=su.row_fingerprint(cursor, text, metadata),
-                    modified_at=ts if ts is not None else time.time(),
-                    location=f"{self.relation_name}:{key}", metadata=metadata, text=text)
+        return su.render_row(row._mapping, key, self.opts, self.fields,
+                             f"{self.relation_name}:{key}")
 
     def _remember(self, key: str, item: Item | str, force: bool = False) -> None:
         size = len(item.data) if isinstance(item, Item) else 0

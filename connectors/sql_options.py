@@ -150,6 +150,8 @@ def make_engine(opts: SqlOptions, name: str, base_dir: Path, read_only: bool = T
 
         @sa.event.listens_for(engine, "connect")
         def _sqlite_session(dbapi_conn: Any, _record: Any) -> None:
+            # bad UTF-8 in a TEXT value becomes one row's error, not a failed page
+            dbapi_conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
             if read_only:
                 dbapi_conn.execute("PRAGMA query_only = ON")
         return engine

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import time as _time
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 from sqlalchemy import and_, false, or_, true
 from sqlalchemy.sql.elements import ColumnElement
 
-from freshrag.model import Fingerprint, content_hash
+from freshrag.model import Fingerprint, Item, content_hash
 
 # --- doc keys ---------------------------------------------------------------------------------
 # One key column: the value's text as is ("42", "ab/c").  Several: each value's text with '%'
@@ -75,11 +76,78 @@ def decode_key(key: str, kinds: Sequence[type | None]) -> tuple[Any, ...]:
     return values
 
 
+# --- rows -------------------------------------------------------------------------------------
+
+def python_type(column: Any) -> type | None:
+    try:
+        kind: type = column.type.python_type
+        return kind
+    except (NotImplementedError, AttributeError):
+        return None
+
+
+def is_deleted(value: Any) -> bool:
+    """Soft-delete semantics: NULL, false, 0, '', 'false', 'no' are live; anything else is not."""
+    if value is None:
+        return False
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "f", "no", "n")
+    if isinstance(value, bool | int | float):
+        return bool(value)
+    return True  # a deleted_at timestamp
+
+
+def _utf8_error(column: str, value: Any) -> tuple[Any, str | None]:
+    """(text value, None) or (None, why the column's bytes are not UTF-8)."""
+    if isinstance(value, bytes | bytearray | memoryview):
+        try:
+            return bytes(value).decode("utf-8"), None
+        except UnicodeDecodeError as exc:
+            return None, f"column {column}: not valid UTF-8 ({exc.reason} at byte {exc.start})"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:  # SQLite text read with surrogateescape
+            return None, f"column {column}: not valid UTF-8 text (at character {exc.start})"
+    return value, None
+
+
+def render_row(m: Any, key: str, opts: Any, fields: Sequence[str], location: str
+               ) -> Item | str:
+    """A row (mapping) as an Item with its rendered text, or the reason it cannot be indexed."""
+    values: dict[str, Any] = {}
+    for f in fields:
+        v, error = _utf8_error(f, m[f])
+        if error:
+            return error
+        values[f] = "" if v is None else v
+    try:
+        text = opts.text.format_map(values)
+    except (KeyError, IndexError, ValueError, TypeError, AttributeError) as exc:
+        return f"text template failed: {type(exc).__name__}: {exc}"
+    if not text.strip():
+        nulls = [f for f in fields if m[f] is None]
+        return ("no text: " + (f"{', '.join(nulls)} {'is' if len(nulls) == 1 else 'are'} NULL"
+                               if nulls else "the template renders blank"))
+    data = text.encode("utf-8", "replace")
+    if len(data) > opts.max_text_kb * 1024:
+        return (f"text is {len(data) / 1024:.0f} KB, over the {opts.max_text_kb} KB limit "
+                "(max_text_kb)")
+    metadata = {c: json_safe(m[c]) for c in opts.metadata}
+    cursor = m[opts.cursor]
+    ts = timestamp_of(cursor)
+    return Item(key=key, data=data, fingerprint=row_fingerprint(cursor, text, metadata),
+                modified_at=ts if ts is not None else _time.time(), location=location,
+                metadata=metadata, text=text)
+
+
 # --- values -----------------------------------------------------------------------------------
 
 def json_safe(value: Any) -> Any:
     """A column value as a JSON value (metadata properties must be filterable and portable)."""
-    if value is None or isinstance(value, bool | int | str):
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if value is None or isinstance(value, bool | int):
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
