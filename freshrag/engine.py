@@ -79,7 +79,11 @@ class Engine:
 
     def source(self, name: str) -> Source:
         if name not in self._sources:
-            self._sources[name] = build_source(self.settings.source(name), self.settings)
+            src = build_source(self.settings.source(name), self.settings)
+            bind = getattr(src, "bind_ledger", None)
+            if bind is not None:  # a source with a cursor keeps it in this engine's ledger
+                bind(self.ledger)
+            self._sources[name] = src
         return self._sources[name]
 
     def close(self) -> None:
