@@ -49,14 +49,18 @@ def _engine(settings: Settings) -> Any:
     return Engine(settings)
 
 
-def _progress(enabled: bool) -> Any:
-    if not enabled:
-        return None, None
+def _sync_one(engine: Any, name: str, show_bar: bool) -> SyncReport:
+    if not show_bar:
+        report: SyncReport = engine.sync(name)
+        return report
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
-    bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                   TimeRemainingColumn(), transient=True)
-    return bar, bar
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), transient=True) as bar:
+        task = bar.add_task(f"sync {name}", total=None)
+        report = engine.sync(name, progress=lambda done, of: bar.update(
+            task, completed=done, total=of))
+    return report
 
 
 @app.command()
@@ -83,19 +87,10 @@ def sync(
 
     engine = _engine(settings)
     total = SyncReport()
-    bar, ctx = _progress(sys.stderr.isatty() and not as_json)
+    show_bar = sys.stderr.isatty() and not as_json
     try:
         for name in names:
-            if bar is not None:
-                task = bar.add_task(f"sync {name}", total=None)
-
-                def progress(done: int, of: int) -> None:
-                    bar.update(task, completed=done, total=of)
-                with ctx:
-                    report = engine.sync(name, progress=progress)
-            else:
-                report = engine.sync(name)
-            total.merge(report)
+            total.merge(_sync_one(engine, name, show_bar))
     except ConfigError as exc:
         _die(str(exc))
     except IndexUnavailable as exc:

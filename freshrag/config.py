@@ -64,7 +64,7 @@ class ParseConfig(BaseModel):
 
 
 class SourceConfig(BaseModel):
-    """Common keys of a `[[sources]]` table; connector-specific keys are validated by the connector."""
+    """Common keys of a `[[sources]]` table; the connector validates its own keys."""
 
     model_config = ConfigDict(extra="allow")
     name: str

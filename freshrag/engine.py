@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -115,6 +116,8 @@ class Engine:
         gone = [c.key for c in candidates if c.fingerprint is None and c.error is None
                 and c.key in known]
         present = [c for c in candidates if c.fingerprint is not None or c.error is not None]
+        if keys is None:
+            report.unchanged = len(known) - len({c.key for c in candidates} & known.keys())
         gone_by_hash = self._hashes_of(source_name, gone)
         renamed: set[str] = set()
         batch: list[_Pending] = []
@@ -130,7 +133,7 @@ class Engine:
                 progress(done, total)
         self._flush(source_name, batch, report)
         for n, key in enumerate(gone, len(present) + 1):
-            removed = self._retry(lambda key=key: self.index.delete_document(source_name, key))
+            removed = self._retry(partial(self.index.delete_document, source_name, key))
             self.ledger.remove(source_name, key)
             report.chunks_deleted += removed
             if key not in renamed:
@@ -219,7 +222,7 @@ class Engine:
         now = time.time()
         wanted: dict[str, str] = {}  # chunk hash -> text, for records that must be written
         for p in batch:
-            existing = self._retry(lambda p=p: self.index.ids_for(source, p.item.key))
+            existing = self._retry(partial(self.index.ids_for, source, p.item.key))
             seen: dict[str, int] = {}
             new_ids = []
             for c in p.chunks:
@@ -242,11 +245,11 @@ class Engine:
             r.vector = vectors[r.chunk_hash]
         for i in range(0, len(records), BATCH_CHUNKS):
             part = records[i:i + BATCH_CHUNKS]
-            self._retry(lambda part=part: self.index.upsert(part))
+            self._retry(partial(self.index.upsert, part))
         self._writes_since_optimize += len(records)
         for p in batch:
             if p.stale:
-                self._retry(lambda p=p: self.index.delete(p.stale))
+                self._retry(partial(self.index.delete, p.stale))
             self.ledger.put(DocState(
                 source, p.item.key, p.item.fingerprint, p.hash, [c.hash for c in p.chunks],
                 p.item.modified_at, now, p.meta_hash))

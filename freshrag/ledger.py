@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -223,7 +223,7 @@ class Ledger:
                     out[r.text_hash] = np.frombuffer(r.vector, dtype="<f4").tolist()
         return out
 
-    def cache_vectors(self, model: str, vectors: dict[str, Sequence[float]]) -> None:
+    def cache_vectors(self, model: str, vectors: Mapping[str, Sequence[float]]) -> None:
         if not vectors:
             return
         have = self.cached_vectors(model, vectors)

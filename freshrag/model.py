@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 # Fixed namespace: chunk ids must be stable across machines and releases.
@@ -26,7 +26,7 @@ def chunk_id(source: str, key: str, chunk_hash: str, n: int) -> str:
     return str(uuid.uuid5(CHUNK_NAMESPACE, name))
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     hybrid = "hybrid"
     vector = "vector"
     keyword = "keyword"

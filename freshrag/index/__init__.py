@@ -66,11 +66,9 @@ def open_index(url: str, home: Path, dim: int | None = None, **options: Any) -> 
         path = url.split("://", 1)[1] if url else str(home / "index")
         return LanceIndex(Path(path), dim=dim)
     if url.startswith(("weaviate://", "http://", "https://")):
-        try:
-            from freshrag.index.weaviate import WeaviateIndex  # type: ignore[import-not-found]
-        except ImportError as exc:  # pragma: no cover - until the backend lands
-            raise IndexUnavailable(f"index.url {url!r}: the Weaviate backend is not available: {exc}")
-        return WeaviateIndex(url, dim=dim, **options)  # type: ignore[no-any-return]
+        from freshrag.index.weaviate import WeaviateIndex
+
+        return WeaviateIndex(url, dim=dim, **options)
     raise IndexUnavailable(
         f"index.url {url!r}: unknown scheme (use weaviate://host:port, or leave it empty "
         "for the embedded index)"

@@ -56,7 +56,7 @@ def _to_hit(row: dict[str, Any], score: float) -> Hit:
 
 
 class LanceIndex:
-    """One LanceDB table under `path`; created at the first write (its vector size is fixed then)."""
+    """One LanceDB table under `path`, created at the first write (fixing its vector size)."""
 
     def __init__(self, path: Path, dim: int | None = None, table: str = "chunks"):
         import lancedb
@@ -117,7 +117,8 @@ class LanceIndex:
                 (table.merge_insert("id").when_matched_update_all()
                  .when_not_matched_insert_all().execute(rows))
             except OSError as exc:
-                raise IndexUnavailable(f"embedded index at {self.path}: write failed: {exc}") from exc
+                raise IndexUnavailable(
+                    f"embedded index at {self.path}: write failed: {exc}") from exc
 
     def _where_ids(self, ids: Sequence[str]) -> str:
         return "id IN (" + ",".join(sql_str(i) for i in ids) + ")"
@@ -144,7 +145,8 @@ class LanceIndex:
                 "source_modified_at": source_modified_at})
 
     # reading ----------------------------------------------------------------------------------
-    def _rows(self, where: str, columns: list[str], limit: int | None = None) -> list[dict[str, Any]]:
+    def _rows(self, where: str, columns: list[str],
+              limit: int | None = None) -> list[dict[str, Any]]:
         if self._table is None:
             return []
         query = self._table.search().where(where).select(columns)
