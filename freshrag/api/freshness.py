@@ -70,23 +70,31 @@ def _measure(engine: Any, name: str, started: float) -> Check:
     known = engine.ledger.fingerprints(name)
     failed_at = {e["key"]: e["at"] for e in engine.ledger.errors(name, limit=1_000_000)}
     candidates = list(engine.source(name).scan(known))
-    changed_at: list[float] = []
+    since: list[float | None] = []  # per pending item: no unindexed change of it is older
     failed = 0
     for cand in candidates:
         if cand.error is not None:
             failed += 1
-        elif cand.fingerprint is None:  # deleted: no timestamp; count from the last sync
-            changed_at.append(state.watermark or state.last_start or started)
-        elif failed_at.get(cand.key, -math.inf) >= cand.fingerprint.mtime_ns / 1e9:
+        elif (cand.fingerprint is not None
+              and failed_at.get(cand.key, -math.inf) >= cand.fingerprint.mtime_ns / 1e9):
             failed += 1  # tried after its last change and failed: reported, not pending
         else:
-            changed_at.append(min(cand.fingerprint.mtime_ns / 1e9, started))
-    if not changed_at:
+            # An mtime dates the newest change, not the first unindexed one (an earlier save
+            # may be pending under it): only the last sync's watermark, or the indexed
+            # version's mtime, bound when the first unindexed change happened.
+            indexed = known.get(cand.key)
+            bounds = [b for b in (state.watermark,
+                                  indexed.mtime_ns / 1e9 if indexed else None) if b is not None]
+            since.append(max(bounds) if bounds else None)
+    if not since:
         return Check(name, started, 0.0, 0, failed, "scan", started, state.last_end)
-    oldest = min(changed_at)
-    # Something pending always means some lag, even if its clock says "just now".
+    if any(s is None for s in since):
+        return Check(name, None, None, len(since), failed, "scan", started, state.last_end,
+                     detail="never synced")
+    oldest = min(s for s in since if s is not None)
+    # Something pending always means some lag, even if a clock says "just now".
     lag = max(1.0, round((started - oldest) * 1000, 1))
-    return Check(name, oldest, lag, len(changed_at), failed, "scan", started, state.last_end)
+    return Check(name, oldest, lag, len(since), failed, "scan", started, state.last_end)
 
 
 class Stale(Exception):
