@@ -30,7 +30,7 @@ from werkzeug import Request, Response
 
 from tests.fakes.weaviate_store import Collection, Obj, Store, with_defaults
 
-VERSION = "1.32.5"
+VERSION = "1.36.2"  # the version docker-compose.yml pins
 MAX_RESULTS = 10_000  # QUERY_MAXIMUM_RESULTS
 
 
