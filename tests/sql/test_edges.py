@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from connectors import SourceError
 from freshrag.config import ConfigError
@@ -138,3 +139,16 @@ def test_the_cursor_lives_in_the_engines_ledger(lite: Db, make: Any) -> None:
     seed(lite, 2)
     engine = make(lite)
     assert engine.source("tickets").ledger is engine.ledger
+
+
+def test_sessions_are_read_only_and_time_limited(db: Db, make: Any) -> None:
+    seed(db, 1)
+    engine = make(db, statement_timeout=7)
+    src = engine.source("tickets")
+    probe = {"postgres": "SHOW statement_timeout", "mariadb": "SELECT @@max_statement_time",
+             "sqlite": "PRAGMA query_only"}[db.kind]
+    with src.db.connect() as conn:  # type: ignore[attr-defined]
+        value = str(conn.exec_driver_sql(probe).scalar())
+        assert value in ("7s", "7.0", "7.000000", "1"), value
+        with pytest.raises(sa.exc.DBAPIError, match="(?i)read.only|readonly"):
+            conn.execute(sa.text(f"UPDATE {db.table} SET title = 'x'"))
