@@ -158,6 +158,9 @@ def listen(config: Any, on_keys: Callable[[list[str]], None], stop: threading.Ev
     sent while it was down are lost, which the source's cursor poll covers."""
     import psycopg
 
+    if not parse_options(config).notify:
+        raise ConfigError(f"sources.{config.name}.notify: set notify = true to use the "
+                          "LISTEN/NOTIFY fast path")
     p = plan(config)
     delay = 0.5
     while not stop.is_set():

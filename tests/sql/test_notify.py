@@ -111,3 +111,14 @@ def test_end_to_end_with_the_real_model(pg: Db, make: Any, embedder: Any) -> Non
     calls = embedder.calls
     r = engine.sync("tickets")
     assert (r.updated, r.embedded) == (1, 0) and embedder.calls == calls
+
+
+def test_listen_needs_the_opt_in(pg: Db, make: Any) -> None:
+    import pytest
+
+    from freshrag.config import ConfigError
+
+    seed(pg, 1)
+    engine = make(pg)
+    with pytest.raises(ConfigError, match=r"sources\.tickets\.notify: set notify = true"):
+        pg_notify.listen(engine.settings.source("tickets"), print, threading.Event())
