@@ -143,7 +143,7 @@ def _group(units: list[_Unit], budget: int, sizes: ChunkSizes) -> Iterator[list[
     since_candidate = 0
     for unit in units:
         candidate = unit.starts_paragraph or _hash_mod(unit.text, SENTENCE_DIVISOR)
-        cut = candidate and (since_candidate >= sizes.min_tokens or (
+        cut = candidate and (since_candidate >= sizes.min_tokens // 2 or (
             unit.starts_paragraph and _hash_mod(unit.text, PARAGRAPH_DIVISOR)))
         if buf and (cut or size + unit.tokens > budget):
             yield buf
