@@ -83,6 +83,7 @@ def sync(
             settings.source(name)
     except ConfigError as exc:
         _die(str(exc))
+    from connectors import SourceError
     from freshrag.index import IndexUnavailable
 
     engine = _engine(settings)
@@ -96,6 +97,9 @@ def sync(
     except IndexUnavailable as exc:
         _die(f"index unavailable, sync stopped (nothing past the last write was committed): {exc}",
              1)
+    except SourceError as exc:
+        _die(f"source unavailable, sync stopped (nothing past the last write was committed): "
+             f"{exc}", 1)
     finally:
         engine.close()
     if as_json:
@@ -181,6 +185,11 @@ def serve(
     from freshrag.api import create_app
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+from freshrag.cli_sql import sql_app  # noqa: E402  (it imports helpers defined above)
+
+app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigger.")
 
 
 def main() -> None:
