@@ -52,15 +52,16 @@ def require_key(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
 ) -> None:
-    """When an API key is configured, one of the two headers must carry it."""
+    """When an API key is configured, the request must carry it, and every key it carries
+    (Bearer, X-API-Key) must be it: a wrong one is refused even beside a right one."""
     expected: str = request.app.state.freshrag.settings.api_key
     if not expected:
         return
     want = expected.encode()
-    given = [g for g in (bearer.credentials if bearer else None, header) if g]
+    given = [g for g in (bearer.credentials if bearer else None, header) if g is not None]
     # Compare every candidate (constant time each) so timing does not tell which one failed.
     ok = [hmac.compare_digest(g.encode(), want) for g in given]
-    if not any(ok):
+    if not ok or not all(ok):
         raise HTTPException(
             401, "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
             headers={"WWW-Authenticate": "Bearer"})

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -84,9 +85,14 @@ def _stale(exc: Stale) -> JSONResponse:
 
 async def _search(state: AppState, query: str, k: int, mode: Mode, alpha: float | None,
                   filters: Filters | None, max_lag_ms: int | None,
-                  min_watermark: float | None) -> SearchResponse | JSONResponse:
+                  min_watermark: float | None, where: str) -> SearchResponse | JSONResponse:
     started = time.perf_counter()
     assert state.freshness is not None
+    if min_watermark is not None and min_watermark > time.time() + state.freshness.max_wait_s:
+        # No check can reach a watermark past its own time: this could only end in a 503.
+        raise RequestValidationError([{
+            "loc": (where, "min_watermark"), "type": "value_error",
+            "msg": "is later than now plus the server's wait bound; it cannot be reached"}])
     names = await run_in_threadpool(_queried, state, filters.source if filters else None)
     try:
         checks: dict[str, Check] = await state.freshness.ensure(names, max_lag_ms, min_watermark)
@@ -107,7 +113,7 @@ async def search(body: SearchRequest, state: State) -> SearchResponse | JSONResp
     f = body.filters
     filters = (Filters(f.source, f.doc_key_prefix, dict(f.metadata)) if f else None)
     return await _search(state, body.query, body.k, body.mode, body.alpha, filters,
-                         body.max_lag_ms, body.min_watermark)
+                         body.max_lag_ms, body.min_watermark, "body")
 
 
 @protected.get("/search", response_model=SearchResponse, responses=_SEARCH, tags=["search"])
@@ -117,7 +123,7 @@ async def search_get(params: Annotated[SearchParams, Query()],
     filters = (Filters(params.source, params.doc_key_prefix)
                if params.source or params.doc_key_prefix else None)
     return await _search(state, params.q, params.k, params.mode, params.alpha, filters,
-                         params.max_lag_ms, params.min_watermark)
+                         params.max_lag_ms, params.min_watermark, "query")
 
 
 @protected.get("/status", response_model=StatusResponse, responses=_COMMON, tags=["operations"])

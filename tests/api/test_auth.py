@@ -18,10 +18,11 @@ def test_key_required_when_set(make_client: Any) -> None:
         assert "API key" in res.json()["detail"]
         assert res.headers["www-authenticate"] == "Bearer"
         for headers in ({"Authorization": "Bearer wrong"}, {"X-API-Key": "s3cret-ke"},
-                        {"Authorization": "Basic czNjcmV0LWtleQ=="}, {"X-API-Key": ""}):
+                        {"Authorization": "Basic czNjcmV0LWtleQ=="}, {"X-API-Key": ""},
+                        {"Authorization": "Bearer wrong", "X-API-Key": "s3cret-key"}):
             assert client.request(method, url, json=body, headers=headers).status_code == 401
         for headers in ({"Authorization": "Bearer s3cret-key"}, {"X-API-Key": "s3cret-key"},
-                        {"Authorization": "Bearer wrong", "X-API-Key": "s3cret-key"}):
+                        {"Authorization": "Bearer s3cret-key", "X-API-Key": "s3cret-key"}):
             res = client.request(method, url, json=body, headers=headers)
             assert res.status_code == 200, (url, headers, res.text)
 
