@@ -238,7 +238,8 @@ class Engine:
                         location=p.item.location, page=c.page,
                         source_modified_at=p.item.modified_at, indexed_at=now,
                         metadata=p.item.metadata))
-            p.stale = [i for i in existing if i not in set(new_ids)]
+            keep = set(new_ids)
+            p.stale = [i for i in existing if i not in keep]
         vectors = self._vectors(wanted, report)
         records = [r for p in batch for r in p.records]
         for r in records:
@@ -247,12 +248,13 @@ class Engine:
             part = records[i:i + BATCH_CHUNKS]
             self._retry(partial(self.index.upsert, part))
         self._writes_since_optimize += len(records)
+        stale = [i for p in batch for i in p.stale]
+        if stale:
+            self._retry(partial(self.index.delete, stale))
+        self.ledger.put_many([DocState(
+            source, p.item.key, p.item.fingerprint, p.hash, [c.hash for c in p.chunks],
+            p.item.modified_at, now, p.meta_hash) for p in batch])
         for p in batch:
-            if p.stale:
-                self._retry(partial(self.index.delete, p.stale))
-            self.ledger.put(DocState(
-                source, p.item.key, p.item.fingerprint, p.hash, [c.hash for c in p.chunks],
-                p.item.modified_at, now, p.meta_hash))
             report.written += len(p.records)
             report.chunks_deleted += len(p.stale)
             if p.renamed_from:

@@ -149,16 +149,21 @@ class Ledger:
             return [r.doc_key for r in conn.execute(q)]
 
     def put(self, doc: DocState) -> None:
-        values = {
-            "mtime_ns": doc.fingerprint.mtime_ns, "size": doc.fingerprint.size,
-            "inode": doc.fingerprint.inode, "content_hash": doc.content_hash,
-            "chunk_hashes": json.dumps(doc.chunk_hashes), "meta_hash": doc.meta_hash,
-            "modified_at": doc.modified_at, "indexed_at": doc.indexed_at,
-        }
+        self.put_many([doc])
+
+    def put_many(self, docs: Sequence[DocState]) -> None:
+        """Record documents as indexed (one transaction) and clear their errors."""
         with self.engine.begin() as conn:
-            self._upsert(conn, documents, {"source": doc.source, "doc_key": doc.key}, values)
-            conn.execute(delete(errors).where(and_(errors.c.source == doc.source,
-                                                   errors.c.doc_key == doc.key)))
+            for doc in docs:
+                values = {
+                    "mtime_ns": doc.fingerprint.mtime_ns, "size": doc.fingerprint.size,
+                    "inode": doc.fingerprint.inode, "content_hash": doc.content_hash,
+                    "chunk_hashes": json.dumps(doc.chunk_hashes), "meta_hash": doc.meta_hash,
+                    "modified_at": doc.modified_at, "indexed_at": doc.indexed_at,
+                }
+                self._upsert(conn, documents, {"source": doc.source, "doc_key": doc.key}, values)
+                conn.execute(delete(errors).where(and_(errors.c.source == doc.source,
+                                                       errors.c.doc_key == doc.key)))
 
     def touch(self, source: str, key: str, fp: Fingerprint) -> None:
         with self.engine.begin() as conn:
