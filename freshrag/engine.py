@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from functools import partial
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from connectors import Source, SourceError, build_source
