@@ -6,42 +6,17 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 
-from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
+from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, settings_for
+from freshrag.cli_sql import sql_app
+from freshrag.config import ConfigError, Settings
 from freshrag.model import Filters, Mode, SyncReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep a retrieval index true to folders and tables that keep changing.")
-
-ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",
-                                                help="Path to freshrag.toml.")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="FRESHRAG_HOME",
-                                              help="State folder (default ./.freshrag).")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
-
-
-def _die(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"freshrag: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def settings_for(config: Path | None, home: Path | None, folder: Path | None = None) -> Settings:
-    try:
-        settings = load_settings(config, home)
-        if folder is not None:
-            if not folder.is_dir():
-                raise ConfigError(f"--folder {folder}: not a folder")
-            resolved = folder.resolve()
-            name = resolved.name or "root"
-            settings.sources = [s for s in settings.sources if s.name != name]
-            settings.sources.append(SourceConfig(name=name, type="folder", path=str(resolved)))
-        return settings
-    except ConfigError as exc:
-        _die(str(exc))
-
 
 def _engine(settings: Settings) -> Any:
     from freshrag.engine import Engine
@@ -186,8 +161,6 @@ def serve(
 
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
-
-from freshrag.cli_sql import sql_app  # noqa: E402  (it imports helpers defined above)
 
 app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigger.")
 

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freshrag.cli import ConfigOpt, HomeOpt, _die, settings_for
+from freshrag.cli_common import ConfigOpt, HomeOpt, _die, settings_for
 from freshrag.config import ConfigError
 
 sql_app = typer.Typer(no_args_is_help=True, add_completion=False,

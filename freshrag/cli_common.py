@@ -1,0 +1,36 @@
+"""Options and helpers shared by every `freshrag` command module."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",
+                                                help="Path to freshrag.toml.")]
+HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="FRESHRAG_HOME",
+                                              help="State folder (default ./.freshrag).")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+
+
+def _die(message: str, code: int = 2) -> NoReturn:
+    typer.echo(f"freshrag: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def settings_for(config: Path | None, home: Path | None, folder: Path | None = None) -> Settings:
+    try:
+        settings = load_settings(config, home)
+        if folder is not None:
+            if not folder.is_dir():
+                raise ConfigError(f"--folder {folder}: not a folder")
+            resolved = folder.resolve()
+            name = resolved.name or "root"
+            settings.sources = [s for s in settings.sources if s.name != name]
+            settings.sources.append(SourceConfig(name=name, type="folder", path=str(resolved)))
+        return settings
+    except ConfigError as exc:
+        _die(str(exc))
