@@ -1,0 +1,75 @@
+"""`python -m bench [--quick] [--json PATH] [--readme]`: run every benchmark side by side."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench import api_load, freshness, memory, peers, reembed, rescan, throughput
+from bench.common import machine
+from bench.report import render_table, update_readme
+from freshrag.embed import SentenceTransformerEmbedder
+
+REPO = Path(__file__).resolve().parents[1]
+SIZES = {  # quick keeps the whole run under ~3 minutes on 2 cores
+    "quick": {"docs": 20, "api_chunks": 20_000, "api_seconds": 8, "trials": 20,
+              "burst": 300},
+    "full": {"docs": 120, "api_chunks": 100_000, "api_seconds": 20, "trials": 50,
+             "burst": 1000},
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, ~3 minutes")
+    parser.add_argument("--json", type=Path, help="write the results here as one JSON object")
+    parser.add_argument("--readme", action="store_true",
+                        help="regenerate README's Performance table from this run")
+    parser.add_argument("--only", nargs="*", help="run only these parts")
+    args = parser.parse_args(argv)
+    size = SIZES["quick" if args.quick else "full"]
+    embedder = SentenceTransformerEmbedder()
+    embedder.embed(["warm up"])
+    result: dict[str, Any] = {"machine": machine(embedder),
+                              "mode": "quick" if args.quick else "full"}
+
+    def part(name: str) -> bool:
+        wanted = not args.only or name in args.only
+        if wanted:
+            print(f"== {name}", file=sys.stderr, flush=True)
+        return wanted
+
+    started = time.time()
+    if part("throughput"):
+        result["throughput"] = throughput.run(embedder, size["docs"])
+        result["throughput_ratio"] = result["throughput"]["ratio"]
+    if part("reembed"):
+        ours = reembed.freshrag_counts(embedder)
+        result["reembed"] = ours["cases"]
+        result["peers_reembed"] = peers.run_all()
+    if part("freshness"):
+        result.update(freshness.run(size["trials"], embedder))
+    if part("rescan"):
+        result["rescan"] = rescan.run(embedder)
+        result["rescan_ratio"] = result["rescan"]["ratio"]
+    if part("api"):
+        result["api"] = api_load.run(embedder, size["api_chunks"], size["api_seconds"])
+    if part("memory"):
+        result["memory"] = memory.run(size["burst"])
+    result["seconds"] = round(time.time() - started, 1)
+
+    print(render_table(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    if args.readme:
+        update_readme(REPO / "README.md", result)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
