@@ -164,6 +164,8 @@ def serve(
 
 app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigger.")
 
+from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
+
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")

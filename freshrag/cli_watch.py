@@ -1,0 +1,120 @@
+"""`freshrag watch` and `freshrag up`: the live watcher, and the watcher with the API server."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from freshrag.cli_common import ConfigOpt, HomeOpt, _die, settings_for
+from freshrag.config import ConfigError, Settings
+
+
+class WatchMode(StrEnum):
+    local = "local"
+    events = "events"
+
+
+class Record(StrEnum):
+    task = "task"
+    event = "event"
+    off = "off"
+
+
+SourcesArg = Annotated[list[str] | None, typer.Argument(help="Sources to watch (default: all).")]
+ModeOpt = Annotated[WatchMode, typer.Option(
+    "--mode", help="local: apply batches in this process; events: emit freshrag.source.changed "
+    "events for deployment triggers (workers run the sync flow).")]
+RecordOpt = Annotated[Record, typer.Option(
+    "--record", help="local mode: record each batch in Prefect as a task run of a watch flow "
+    "run (task), as an event (event), or not at all (off).")]
+QuietOpt = Annotated[int, typer.Option("--quiet-ms", min=1, help="A batch closes after this "
+                                       "long without a change.")]
+MaxDelayOpt = Annotated[int, typer.Option("--max-delay-ms", min=1, help="A batch never waits "
+                                          "longer than this after its first change.")]
+PollOpt = Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between reconciles of "
+                                        "sources without a live feed (tables).")]
+FolderOpt = Annotated[Path | None, typer.Option("--folder", help="Watch this folder without a "
+                                                "config file (source named after it).")]
+
+
+def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, record: Record,
+             quiet_ms: int, max_delay_ms: int, poll: float) -> Any:
+    from flows.watch import Watcher, WatchOptions
+
+    logging.getLogger("freshrag.watch").setLevel(logging.INFO)
+    try:
+        options = WatchOptions(mode=mode.value, record=record.value, quiet=quiet_ms / 1000,
+                               max_delay=max(max_delay_ms, quiet_ms) / 1000, poll=poll)
+        watcher = Watcher(settings, list(sources or []), options)
+    except (ConfigError, ValueError) as exc:
+        _die(str(exc))
+    if not watcher.names:
+        _die("no sources: pass --folder PATH or configure [[sources]] in freshrag.toml")
+    if mode is WatchMode.events:
+        from prefect.settings import get_current_settings
+
+        if not get_current_settings().api.url:
+            _die("--mode events needs a Prefect server: set PREFECT_API_URL")
+    return watcher
+
+
+def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
+          record: RecordOpt = Record.task, quiet_ms: QuietOpt = 100,
+          max_delay_ms: MaxDelayOpt = 1000, poll: PollOpt = 5.0, folder: FolderOpt = None,
+          config: ConfigOpt = None, home: HomeOpt = None) -> None:
+    """Follow sources live: reconcile on start, then index each debounced batch of changes."""
+    settings = settings_for(config, home, folder)
+    if folder is not None and not sources:
+        sources = [settings.sources[-1].name]
+    watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll)
+    watcher.run()
+
+
+def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
+           "--host", help="API address.")] = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port", min=0, max=65535, help="API port.")] = 8000,
+       api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the search API.")] = True,
+       record: RecordOpt = Record.task, quiet_ms: QuietOpt = 100,
+       max_delay_ms: MaxDelayOpt = 1000, folder: FolderOpt = None,
+       config: ConfigOpt = None, home: HomeOpt = None) -> None:
+    """Everything a laptop needs: the local watcher, and the search API beside it. Prefect is
+    ephemeral unless PREFECT_API_URL is set."""
+    settings = settings_for(config, home, folder)
+    if folder is not None and not sources:
+        sources = [settings.sources[-1].name]
+    watcher = _watcher(settings, sources, WatchMode.local, record, quiet_ms, max_delay_ms, 5.0)
+    server, thread = _start_api(settings, host, port) if api else (None, None)
+    try:
+        watcher.run()
+    finally:
+        if server is not None and thread is not None:
+            server.should_exit = True
+            thread.join(10)
+
+
+def _start_api(settings: Settings, host: str, port: int) -> tuple[Any, threading.Thread | None]:
+    """uvicorn for freshrag.api in a thread of this process (the watcher keeps the main thread)."""
+    try:
+        import uvicorn
+
+        from freshrag.api import create_app
+    except ImportError:
+        typer.echo("freshrag: the API is not available; running the watcher only", err=True)
+        return None, None
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host=host, port=port,
+                                           log_level="info"))
+    thread = threading.Thread(target=server.run, name="freshrag-api", daemon=True)
+    thread.start()
+    typer.echo(f"freshrag: search API on http://{host}:{port} (docs at /docs)", err=True)
+    return server, thread
+
+
+def register(app: typer.Typer) -> None:
+    """Mount `watch` and `up` on the main CLI."""
+    app.command()(watch)
+    app.command()(up)
