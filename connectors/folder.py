@@ -26,8 +26,36 @@ class FolderOptions(BaseModel):
     max_file_mb: float | None = Field(None, gt=0)
 
 
+READ_ATTEMPTS = 3  # a file that changes while being read is read again, this many times
+_KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
+          stat.S_IFBLK: "a device"}
+
+
+class FileGone(SourceError):
+    """The file was deleted between the scan and the read (the engine deletes it, no error)."""
+
+    gone = True
+
+
 def fingerprint_of(st: os.stat_result) -> Fingerprint:
     return Fingerprint(st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_mtime_ns, a.st_ctime_ns, a.st_size, a.st_ino) == (
+        b.st_mtime_ns, b.st_ctime_ns, b.st_size, b.st_ino)
+
+
+def read_all(fd: int, limit: int) -> bytes:
+    """Up to `limit` bytes from an open file."""
+    parts, size = [], 0
+    while size < limit:
+        part = os.read(fd, min(1 << 20, limit - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
 
 
 class FolderSource:
@@ -94,6 +122,8 @@ class FolderSource:
                 yield from self._walk(entry.path, child, seen_dirs)
             elif stat.S_ISREG(st.st_mode) and self.wanted(child):
                 yield child, st, None
+            elif stat.S_IFMT(st.st_mode) in _KINDS and self.wanted(child):
+                yield child, None, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
 
     @staticmethod
     def _key_error(rel: str) -> str | None:
@@ -132,32 +162,60 @@ class FolderSource:
             if stat.S_ISDIR(st.st_mode):
                 for rel, sub, error in self._walk(str(path), key, set()):
                     yield Candidate(rel, fingerprint_of(sub) if sub else None, error=error)
-            elif stat.S_ISREG(st.st_mode) and self.wanted(key):
+            elif stat.S_ISREG(st.st_mode) and self.wanted(key) and not self._outside(path):
                 yield Candidate(key, fingerprint_of(st))
             else:
                 yield Candidate(key, None)
 
+    def _outside(self, path: Path) -> bool:
+        """A path whose folders lead outside the root through a symlink (not followed)."""
+        if self.opts.follow_symlinks:
+            return False
+        parent = os.path.realpath(path.parent)
+        return parent != str(self.root) and not parent.startswith(str(self.root) + os.sep)
+
     def read(self, key: str) -> Item:
+        """The file's bytes, as one version: the file is stat'ed before and after the read and
+        read again if it changed meanwhile. Never blocks on a FIFO, never follows a symlink
+        unless configured."""
         path = self.root / key
-        flags = os.O_RDONLY | (0 if self.opts.follow_symlinks else os.O_NOFOLLOW)
-        try:
-            fd = os.open(path, flags)
-        except OSError as exc:
-            raise SourceError(f"cannot open: {exc.strerror}") from exc
-        with os.fdopen(fd, "rb") as fh:
-            st = os.fstat(fh.fileno())
-            if st.st_size > self.max_bytes:
-                raise SourceError(f"file is {st.st_size / 1048576:.1f} MB, over the "
-                                  f"{self.max_bytes / 1048576:.0f} MB limit (max_file_mb)")
+        if self._outside(path):
+            raise SourceError("path leads outside the root through a symlink (follow_symlinks "
+                              "is false)")
+        flags = os.O_RDONLY | os.O_NONBLOCK | (0 if self.opts.follow_symlinks else os.O_NOFOLLOW)
+        for _ in range(READ_ATTEMPTS):
             try:
-                data = fh.read(self.max_bytes + 1)
+                fd = os.open(path, flags)
+            except FileNotFoundError as exc:
+                raise FileGone("deleted before it could be read") from exc
             except OSError as exc:
-                raise SourceError(f"cannot read: {exc.strerror}") from exc
+                raise SourceError(f"cannot open: {exc.strerror}") from exc
+            try:
+                st, data, after = self._read_fd(fd)
+            finally:
+                os.close(fd)
+            if _same_version(st, after) and len(data) == st.st_size:
+                return Item(key=key, data=data, fingerprint=fingerprint_of(st),
+                            modified_at=st.st_mtime_ns / 1e9, location=str(path),
+                            filename=path.name)
+        raise SourceError(f"file kept changing while being read ({READ_ATTEMPTS} attempts); "
+                          "it is read again at the next sync")
+
+    def _read_fd(self, fd: int) -> tuple[os.stat_result, bytes, os.stat_result]:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            kind = _KINDS.get(stat.S_IFMT(st.st_mode), "a folder or special file")
+            raise SourceError(f"not a regular file ({kind})")
+        if st.st_size > self.max_bytes:
+            raise SourceError(f"file is {st.st_size / 1048576:.1f} MB, over the "
+                              f"{self.max_bytes / 1048576:.0f} MB limit (max_file_mb)")
+        try:
+            data = read_all(fd, self.max_bytes + 1)
+        except OSError as exc:
+            raise SourceError(f"cannot read: {exc.strerror}") from exc
         if len(data) > self.max_bytes:
             raise SourceError("file grew over the size limit while being read")
-        return Item(key=key, data=data, fingerprint=fingerprint_of(st),
-                    modified_at=st.st_mtime_ns / 1e9, location=str(path),
-                    filename=path.name)
+        return st, data, os.fstat(fd)
 
     def commit(self) -> None:
         """Folders have no cursor: the ledger's fingerprints are the state."""

@@ -1,18 +1,18 @@
-"""The `freshrag` command line: sync, search, status."""
+"""The `freshrag` command line: sync, search, status, verify, serve."""
 
 from __future__ import annotations
 
 import json
 import logging
 import sys
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, settings_for
 from freshrag.cli_sql import sql_app
-from freshrag.config import ConfigError, Settings
+from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, stopped, verify
+from freshrag.config import Settings
 from freshrag.model import Filters, Mode, SyncReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -40,41 +40,21 @@ def _sync_one(engine: Any, name: str, show_bar: bool) -> SyncReport:
 
 @app.command()
 def sync(
-    sources: Annotated[list[str] | None, typer.Argument(help="Sources to sync (default: all).")]
-    = None,
-    folder: Annotated[Path | None, typer.Option("--folder", help="Sync this folder without a "
-                                                "config file (source named after it).")] = None,
-    config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False,
+    sources: SourcesArg = None, folder: FolderOpt = None, config: ConfigOpt = None,
+    home: HomeOpt = None, as_json: JsonOpt = False, wait: WaitOpt = 60.0,
 ) -> None:
     """Index what changed in the sources since the last sync."""
     settings = settings_for(config, home, folder)
-    if folder is not None and not sources:
-        sources = [settings.sources[-1].name]
-    names = sources or [s.name for s in settings.sources]
-    if not names:
-        _die("no sources: pass --folder PATH or configure [[sources]] in freshrag.toml")
-    try:
-        for name in names:
-            settings.source(name)
-    except ConfigError as exc:
-        _die(str(exc))
-    from connectors import SourceError
-    from freshrag.index import IndexUnavailable
-
+    names = source_names(settings, sources, folder)
     engine = _engine(settings)
+    engine.lock_wait_s = wait
     total = SyncReport()
     show_bar = sys.stderr.isatty() and not as_json
     try:
         for name in names:
             total.merge(_sync_one(engine, name, show_bar))
-    except ConfigError as exc:
-        _die(str(exc))
-    except IndexUnavailable as exc:
-        _die(f"index unavailable, sync stopped (nothing past the last write was committed): {exc}",
-             1)
-    except SourceError as exc:
-        _die(f"source unavailable, sync stopped (nothing past the last write was committed): "
-             f"{exc}", 1)
+    except Exception as exc:
+        stopped(exc)
     finally:
         engine.close()
     if as_json:
@@ -162,6 +142,7 @@ def serve(
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
+app.command()(verify)
 app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigger.")
 
 from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -15,6 +17,7 @@ from freshrag.config import Settings
 from freshrag.embed import Embedder, SentenceTransformerEmbedder
 from freshrag.index import Index, IndexUnavailable, open_index
 from freshrag.ledger import DocState, Ledger
+from freshrag.lock import LeaseLock, held
 from freshrag.model import (
     Candidate,
     Chunk,
@@ -27,7 +30,8 @@ from freshrag.model import (
     chunk_id,
     content_hash,
 )
-from freshrag.parse import ParseError, Parser, UnstructuredParser
+from freshrag.parse import ParseError, Parser
+from freshrag.parse_worker import IsolatedParser
 from freshrag.retry import retry
 
 log = logging.getLogger("freshrag.engine")
@@ -50,6 +54,19 @@ class _Pending:
     stale: list[str] = field(default_factory=list)
 
 
+@dataclass
+class _Run:
+    """What one sync of one source carries from stage to stage."""
+
+    src: Source
+    report: SyncReport
+    known: dict[str, Any]
+    suspect: set[str]  # interrupted last time: redo in full, never trust the ledger's hash
+    gone_by_hash: dict[str, list[str]] = field(default_factory=dict)
+    renamed: set[str] = field(default_factory=set)
+    vanished: list[str] = field(default_factory=list)  # gone between detect and read
+
+
 def meta_hash_of(metadata: dict[str, Any]) -> str:
     return content_hash(repr(sorted(metadata.items()))) if metadata else ""
 
@@ -65,9 +82,12 @@ class Engine:
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.model.name, settings.model.batch_size, settings.model.device)
         self._index = index
-        self.parser: Parser = parser or UnstructuredParser()
+        self.parser: Parser = parser or IsolatedParser(settings.parse.timeout_s)
         self._sources: dict[str, Source] = {}
         self._writes_since_optimize = 0
+        self.lock_wait_s = 60.0  # how long a sync waits for another one on the same source
+        self.lock_lease_s = 30.0
+        self._held = threading.local()
 
     @property
     def index(self) -> Index:
@@ -90,7 +110,25 @@ class Engine:
     def close(self) -> None:
         if self._index is not None:
             self._index.close()
+        close = getattr(self.parser, "close", None)
+        if close is not None:
+            close()
         self.ledger.close()
+
+    @contextmanager
+    def locked(self, source: str) -> Iterator[LeaseLock]:
+        """Hold the source's writer lock (re-entrant within one thread)."""
+        locks: dict[str, LeaseLock] = self._held.__dict__.setdefault("locks", {})
+        if source in locks:
+            yield locks[source]
+            return
+        with held(self.ledger, source, lease_s=self.lock_lease_s,
+                  wait_s=self.lock_wait_s) as lock:
+            locks[source] = lock
+            try:
+                yield lock
+            finally:
+                del locks[source]
 
     # search ---------------------------------------------------------------------------------
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
@@ -102,53 +140,72 @@ class Engine:
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
              progress: Progress | None = None, observed_at: float | None = None) -> SyncReport:
-        """Bring the index in line with the source: all of it (keys=None) or just `keys`."""
+        """Bring the index in line with the source: all of it (keys=None) or just `keys`.
+        Holds the source's lock: a second sync of the same source waits for this one."""
+        with self.locked(source_name) as lock:
+            return self._sync(source_name, keys, progress, observed_at, lock)
+
+    def _sync(self, source_name: str, keys: Sequence[str] | None, progress: Progress | None,
+              observed_at: float | None, lock: LeaseLock) -> SyncReport:
         started = time.time()
         src = self.source(source_name)
-        report = SyncReport()
         self.ledger.set_source_state(source_name, last_start=started)
         known = self.ledger.fingerprints(source_name)
-        if keys is None:
-            candidates = list(src.scan(known))
+        suspect = set(self.ledger.intents(source_name))
+        run = _Run(src, SyncReport(), known, suspect)
+        if keys is None:  # suspects first: a SQL scan keeps its cursor state for commit()
+            candidates = list(src.candidates(sorted(suspect))) if suspect else []
+            candidates += src.scan(known)
         else:
-            candidates = list(src.candidates(list(keys)))
+            candidates = list(src.candidates(list(dict.fromkeys([*keys, *sorted(suspect)]))))
             candidates += self._vanished_under(source_name, candidates, known)
+        first: dict[str, Candidate] = {}
+        for c in candidates:
+            first.setdefault(c.key, c)
+        candidates = list(first.values())
         gone = [c.key for c in candidates if c.fingerprint is None and c.error is None
                 and c.key in known]
         present = [c for c in candidates if c.fingerprint is not None or c.error is not None]
         if keys is None:
-            report.unchanged = len(known) - len({c.key for c in candidates} & known.keys())
-        gone_by_hash = self._hashes_of(source_name, gone)
-        renamed: set[str] = set()
+            run.report.unchanged = len(known) - len({c.key for c in candidates} & known.keys())
+        run.gone_by_hash = self._hashes_of(source_name, gone)
         batch: list[_Pending] = []
         total = len(present) + len(gone)
         for done, cand in enumerate(present, 1):
-            pending = self._prepare(src, cand, report, gone_by_hash, renamed)
+            pending = self._prepare(run, cand)
             if pending is not None:
                 batch.append(pending)
             if len(batch) >= BATCH_DOCS or sum(len(p.chunks) for p in batch) >= BATCH_CHUNKS:
-                self._flush(source_name, batch, report)
+                self._flush(source_name, batch, run.report, lock)
                 batch = []
             if progress:
                 progress(done, total)
-        self._flush(source_name, batch, report)
-        for n, key in enumerate(gone, len(present) + 1):
-            removed = self._retry(partial(self.index.delete_document, source_name, key))
-            self.ledger.remove(source_name, key)
-            report.chunks_deleted += removed
-            if key not in renamed:
-                report.deleted += 1
-            if progress:
-                progress(n, total)
+        self._flush(source_name, batch, run.report, lock)
+        self._delete_gone(source_name, gone + run.vanished, run, lock, progress, len(present))
         src.commit()
         if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
             self.index.optimize()
             self._writes_since_optimize = 0
-        report.seconds = time.time() - started
+        run.report.seconds = time.time() - started
         self.ledger.set_source_state(
-            source_name, last_end=time.time(), last_report=report.to_json(),
+            source_name, last_end=time.time(), last_report=run.report.to_json(),
             watermark=observed_at if observed_at is not None else started)
-        return report
+        return run.report
+
+    def _delete_gone(self, source: str, gone: list[str], run: _Run, lock: LeaseLock,
+                     progress: Progress | None, done: int) -> None:
+        """Delete documents that left the source: index first, then the ledger row."""
+        lock.check()
+        self.ledger.mark_intents(source, gone)
+        for n, key in enumerate(gone, done + 1):
+            lock.check()
+            removed = self._retry(partial(self.index.delete_document, source, key))
+            self.ledger.remove(source, key)
+            run.report.chunks_deleted += removed
+            if key not in run.renamed:
+                run.report.deleted += 1
+            if progress:
+                progress(n, done + len(gone))
 
     def _vanished_under(self, source: str, candidates: list[Candidate],
                         known: dict[str, Any]) -> list[Candidate]:
@@ -171,21 +228,25 @@ class Engine:
         report.error(source, key, reason)
         self.ledger.record_error(source, key, reason)
 
-    def _prepare(self, src: Source, cand: Candidate, report: SyncReport,
-                 gone_by_hash: dict[str, list[str]], renamed: set[str]) -> _Pending | None:
+    def _prepare(self, run: _Run, cand: Candidate) -> _Pending | None:
         """Read, hash, parse and chunk one candidate; None when there is nothing to write."""
+        src, report, renamed, gone_by_hash = run.src, run.report, run.renamed, run.gone_by_hash
         if cand.error is not None:
             self._fail(src.name, cand.key, cand.error, report)
             return None
         try:
             item = src.read(cand.key)
         except SourceError as exc:
+            if getattr(exc, "gone", False):  # deleted since the scan: a delete, not a failure
+                if cand.key in run.known:
+                    run.vanished.append(cand.key)
+                return None
             self._fail(src.name, cand.key, str(exc), report)
             return None
         digest = content_hash(item.text if item.text is not None else item.data)
         meta = meta_hash_of(item.metadata)
         prev = self.ledger.get(src.name, cand.key)
-        if prev is not None and prev.content_hash == digest:
+        if prev is not None and prev.content_hash == digest and cand.key not in run.suspect:
             if prev.meta_hash != meta:
                 ids = list(self._retry(lambda: self.index.ids_for(src.name, cand.key)))
                 self._retry(lambda: self.index.update_metadata(ids, item.metadata,
@@ -202,7 +263,7 @@ class Engine:
             renamed.add(renamed_from)
         try:
             elements = self.parser.parse(item)
-            chunks = chunk(elements, self.embedder.count_tokens, self._sizes())
+            chunks = chunk(elements, self.embedder.count_tokens, self.chunk_sizes())
         except ParseError as exc:
             if renamed_from:
                 renamed.discard(renamed_from)
@@ -210,15 +271,17 @@ class Engine:
             return None
         return _Pending(item, digest, meta, chunks, prev, renamed_from)
 
-    def _sizes(self) -> ChunkSizes:
+    def chunk_sizes(self) -> ChunkSizes:
         c = self.settings.chunk
         limit = min(c.max_tokens, self.embedder.max_tokens)
         return ChunkSizes(min(c.min_tokens, limit // 2), min(c.target_tokens, limit), limit)
 
-    def _flush(self, source: str, batch: list[_Pending], report: SyncReport) -> None:
+    def _flush(self, source: str, batch: list[_Pending], report: SyncReport,
+               lock: LeaseLock) -> None:
         """Diff, embed the misses, write new objects, delete stale ones, commit the ledger."""
         if not batch:
             return
+        lock.check()
         now = time.time()
         wanted: dict[str, str] = {}  # chunk hash -> text, for records that must be written
         for p in batch:
@@ -241,6 +304,8 @@ class Engine:
             keep = set(new_ids)
             p.stale = [i for i in existing if i not in keep]
         vectors = self._vectors(wanted, report)
+        lock.check()
+        self.ledger.mark_intents(source, [p.item.key for p in batch])
         records = [r for p in batch for r in p.records]
         for r in records:
             r.vector = vectors[r.chunk_hash]

@@ -64,6 +64,25 @@ errors = Table(
     Column("at", Float, nullable=False),
 )
 
+# Documents whose index objects are being changed: set before an index write, cleared in the
+# ledger transaction that records the write. A key left here by a crash is redone in full.
+intents = Table(
+    "freshrag_intents", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("doc_key", String(1000), primary_key=True),
+    Column("at", Float, nullable=False),
+)
+
+# One row per held lock (a source being synced): who holds it, and until when its lease runs.
+locks = Table(
+    "freshrag_locks", metadata,
+    Column("name", String(200), primary_key=True),
+    Column("holder", Text, nullable=False),  # JSON: host, pid, start, command
+    Column("token", String(64), nullable=False),
+    Column("acquired_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False),
+)
+
 embeddings = Table(
     "freshrag_embeddings", metadata,
     Column("model", String(200), primary_key=True),
@@ -162,8 +181,9 @@ class Ledger:
                     "modified_at": doc.modified_at, "indexed_at": doc.indexed_at,
                 }
                 self._upsert(conn, documents, {"source": doc.source, "doc_key": doc.key}, values)
-                conn.execute(delete(errors).where(and_(errors.c.source == doc.source,
-                                                       errors.c.doc_key == doc.key)))
+                for table in (errors, intents):
+                    conn.execute(delete(table).where(and_(table.c.source == doc.source,
+                                                          table.c.doc_key == doc.key)))
 
     def touch(self, source: str, key: str, fp: Fingerprint) -> None:
         with self.engine.begin() as conn:
@@ -171,16 +191,37 @@ class Ledger:
                 documents.c.source == source, documents.c.doc_key == key)).values(
                 mtime_ns=fp.mtime_ns, size=fp.size, inode=fp.inode))
 
+    def docs(self, source: str) -> dict[str, DocState]:
+        """Every document the ledger holds for one source."""
+        q = select(documents).where(documents.c.source == source)
+        with self.engine.connect() as conn:
+            return {r.doc_key: _row_to_doc(r) for r in conn.execute(q)}
+
     def remove(self, source: str, key: str) -> None:
         with self.engine.begin() as conn:
-            for table in (documents, errors):
+            for table in (documents, errors, intents):
                 conn.execute(delete(table).where(and_(table.c.source == source,
                                                       table.c.doc_key == key)))
 
     def drop_source(self, source: str) -> None:
         with self.engine.begin() as conn:
-            for table in (documents, errors, source_state):
+            for table in (documents, errors, intents, source_state):
                 conn.execute(delete(table).where(table.c.source == source))
+
+    # intents -------------------------------------------------------------------
+    def mark_intents(self, source: str, keys: Iterable[str]) -> None:
+        """Note that these documents' index objects are about to change."""
+        rows = [{"source": source, "doc_key": k, "at": time.time()} for k in dict.fromkeys(keys)]
+        if rows:
+            with self.engine.begin() as conn:
+                self._insert_ignore(conn, intents, rows)
+
+    def intents(self, source: str) -> list[str]:
+        """Documents whose last index change was interrupted (their ledger row is not to be
+        trusted until they are redone)."""
+        q = select(intents.c.doc_key).where(intents.c.source == source)
+        with self.engine.connect() as conn:
+            return [r.doc_key for r in conn.execute(q)]
 
     # errors ---------------------------------------------------------------------
     def record_error(self, source: str, key: str, reason: str) -> None:
@@ -234,11 +275,17 @@ class Ledger:
         have = self.cached_vectors(model, vectors)
         rows = [{"model": model, "text_hash": h, "vector": np.asarray(v, dtype="<f4").tobytes()}
                 for h, v in vectors.items() if h not in have]
-        if rows:
+        if rows:  # another process may cache the same text meanwhile: ignore conflicts
             with self.engine.begin() as conn:
-                conn.execute(insert(embeddings), rows)
+                self._insert_ignore(conn, embeddings, rows)
 
     # helpers ----------------------------------------------------------------------
+    def _insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
+
     @staticmethod
     def _upsert(conn: Connection, table: Table, key: dict[str, Any],
                 values: dict[str, Any]) -> None:
