@@ -148,3 +148,35 @@ def _ui_check(base: str, run: Any, tmp_path: Path) -> None:
     art = subprocess.run([chromium, *flags, "--dump-dom", page], capture_output=True, text=True,
                          timeout=180, env=env).stdout
     assert "freshrag sync" in art, "the summary artifact is not on the artifacts page"
+
+
+def test_events_mode_watcher_drives_deployments(
+        served: tuple[str, dict[str, str], Path, Path], tmp_path: Path) -> None:
+    """The scale-out path end to end: `freshrag watch --mode events` → trigger → sync run."""
+    import signal
+
+    from tests.flows.test_cli_watch import _keys
+
+    _, env, folder, config = served
+    (folder / "before.md").write_text("# Before\n\nThe bison was here first.\n")
+    log = (tmp_path / "watch.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "freshrag.cli", "watch", "--mode", "events", "-c", str(config)],
+        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    home = tmp_path / "home"
+    try:
+        wait_until(lambda: _keys(home) == {"before.md"}, "start-up reconcile run")
+        (folder / "after.md").write_text("# After\n\nThe yak arrived later.\n")
+        wait_until(lambda: _keys(home) == {"before.md", "after.md"}, "change run")
+        (folder / "before.md").unlink()
+        wait_until(lambda: _keys(home) == {"after.md"}, "delete run")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        log.close()
+    runs = _completed_runs(env)
+    assert all(r.state.is_completed() for r in runs)
+    assert any(r.parameters["keys"] is None for r in runs)
+    assert any(r.parameters["keys"] == ["after.md"] for r in runs)
