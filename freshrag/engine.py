@@ -163,8 +163,10 @@ class Engine:
         for c in candidates:
             first.setdefault(c.key, c)
         candidates = list(first.values())
+        # a suspect unknown to the ledger: written before a crash, deleted since; only the
+        # intent remembers its objects
         gone = [c.key for c in candidates if c.fingerprint is None and c.error is None
-                and c.key in known]
+                and (c.key in known or c.key in suspect)]
         present = [c for c in candidates if c.fingerprint is not None or c.error is not None]
         if keys is None:
             run.report.unchanged = len(known) - len({c.key for c in candidates} & known.keys())

@@ -115,6 +115,15 @@ def _convert(raw: list[Any]) -> list[Element]:
 class UnstructuredParser:
     """The default parser: unstructured's partitioner for the file's type (by extension)."""
 
+    def prepare(self, item: Item) -> None:
+        """Import what parsing this item needs (slow the first time, so outside the timeout)."""
+        kind = kind_of(item.filename or item.key)
+        if item.text is None and kind is not None and kind != "json":
+            from freshrag import nlp
+
+            nlp.install()
+            _partitioner(kind)
+
     def parse(self, item: Item) -> list[Element]:
         if item.text is not None:  # sources that render their own text (table rows)
             return [Element(item.text)] if item.text.strip() else []

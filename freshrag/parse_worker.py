@@ -39,11 +39,13 @@ class IsolatedParser:
     """A Parser that runs `target` (module:Class, a Parser) in one long-lived child process.
     A parse that takes longer than `timeout_s` kills the child and fails with the reason; so
     does a child that dies (a crash in a C library on a pathological file). The next parse
-    starts a new child."""
+    starts a new child. Importing a file type's partitioner the first time (seconds) is not
+    counted in the timeout: it has its own bound, `startup_s`."""
 
     def __init__(self, timeout_s: float = 120.0,
-                 target: str = "freshrag.parse:UnstructuredParser"):
+                 target: str = "freshrag.parse:UnstructuredParser", startup_s: float = 300.0):
         self.timeout_s = timeout_s
+        self.startup_s = startup_s
         self.target = target
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
@@ -59,21 +61,20 @@ class IsolatedParser:
         with self._lock:
             proc = self._child()
             assert proc.stdin is not None and proc.stdout is not None
+            stdin, stdout = proc.stdin, proc.stdout
             timed_out = threading.Event()
 
-            def expire() -> None:
-                timed_out.set()
-                proc.kill()
+            def ask() -> Any:
+                _send(stdin, item)
+                return _recv(stdout)
 
-            watchdog = threading.Timer(self.timeout_s, expire)
-            watchdog.start()
-            try:
-                _send(proc.stdin, item)
-                reply = _recv(proc.stdout)
+            try:  # the child answers ("started", None) once ready, then with the result
+                reply = self._guarded(self.startup_s, timed_out, proc, ask)
+                if reply is not None:
+                    reply = self._guarded(self.timeout_s, timed_out, proc,
+                                          lambda: _recv(stdout))
             except (BrokenPipeError, OSError):
                 reply = None
-            finally:
-                watchdog.cancel()
             if reply is None:
                 self._discard(proc)
                 if timed_out.is_set():
@@ -86,6 +87,21 @@ class IsolatedParser:
             elements: list[Element] = value
             return elements
         raise ParseError(value)
+
+    @staticmethod
+    def _guarded(seconds: float, timed_out: threading.Event, proc: subprocess.Popen[bytes],
+                 fn: Any) -> Any:
+        """Call fn; if it takes longer than `seconds`, kill the child (fn then sees EOF)."""
+        def expire() -> None:
+            timed_out.set()
+            proc.kill()
+
+        watchdog = threading.Timer(seconds, expire)
+        watchdog.start()
+        try:
+            return fn()
+        finally:
+            watchdog.cancel()
 
     def _discard(self, proc: subprocess.Popen[bytes]) -> None:
         proc.kill()
@@ -132,6 +148,13 @@ def main() -> None:
         item = _recv(inp)
         if item is None:
             return
+        prepare = getattr(parser, "prepare", None)
+        try:  # imports for this file type, outside the parse timeout
+            if prepare is not None:
+                prepare(item)
+        except Exception:
+            pass  # the parse itself reports it
+        _send(out, ("started", None))
         try:
             reply: tuple[str, Any] = ("ok", parser.parse(item))
         except ParseError as exc:

@@ -45,6 +45,13 @@ def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) 
     return out
 
 
+def _io_failure(exc: Exception) -> bool:
+    """An OS-level failure under LanceDB (it wraps them in RuntimeError): disk full, a path
+    made unwritable or replaced. Other errors (a schema mismatch) are bugs, not outages."""
+    text = str(exc)
+    return isinstance(exc, OSError) or "LanceError(IO)" in text or "os error" in text
+
+
 def _to_hit(row: dict[str, Any], score: float) -> Hit:
     return Hit(
         text=row["text"], score=float(score), source=row["source"], doc_key=row["doc_key"],
@@ -71,6 +78,7 @@ class LanceIndex:
         except OSError as exc:
             raise IndexUnavailable(f"embedded index at {path}: {exc}") from exc
         self._table: Any = None
+        self._fts_ready = False
         if table in self._db.table_names():
             self._table = self._db.open_table(table)
             self.dim = self._table.schema.field("vector").type.list_size
@@ -92,10 +100,13 @@ class LanceIndex:
     def _ensure_table(self, dim: int) -> Any:
         if self._table is None:
             self._table = self._db.create_table(self.table_name, schema=self._schema(dim),
-                                                exist_ok=True)
-            self._table.create_fts_index("text", use_tantivy=False, replace=True)
-            self.dim = dim
-        elif dim != self.dim:
+                                                exist_ok=True)  # or another process's
+            self.dim = self._table.schema.field("vector").type.list_size
+        if not self._fts_ready:  # a crash between creating the table and its index leaves none
+            if not any(ix.index_type == "FTS" for ix in self._table.list_indices()):
+                self._table.create_fts_index("text", use_tantivy=False, replace=True)
+            self._fts_ready = True
+        if dim != self.dim:
             raise IndexUnavailable(
                 f"embedded index at {self.path}: vectors have {dim} dimensions but the index "
                 f"holds {self.dim}; a different model needs a new home (or delete {self.path})")
@@ -113,12 +124,18 @@ class LanceIndex:
         } for r in records]
         with self._lock:
             table = self._ensure_table(len(records[0].vector))
-            try:
-                (table.merge_insert("id").when_matched_update_all()
-                 .when_not_matched_insert_all().execute(rows))
-            except OSError as exc:
-                raise IndexUnavailable(
-                    f"embedded index at {self.path}: write failed: {exc}") from exc
+            self._io(lambda: table.merge_insert("id").when_matched_update_all()
+                        .when_not_matched_insert_all().execute(rows))
+
+    def _io(self, fn: Any, what: str = "write") -> Any:
+        """Run a LanceDB call; a failure of the disk under it is IndexUnavailable."""
+        try:
+            return fn()
+        except (OSError, RuntimeError) as exc:
+            if not _io_failure(exc):
+                raise
+            raise IndexUnavailable(
+                f"embedded index at {self.path}: {what} failed: {exc}") from exc
 
     def _where_ids(self, ids: Sequence[str]) -> str:
         return "id IN (" + ",".join(sql_str(i) for i in ids) + ")"
@@ -128,7 +145,8 @@ class LanceIndex:
             return
         with self._lock:
             for i in range(0, len(ids), 500):
-                self._table.delete(self._where_ids(ids[i:i + 500]))
+                where = self._where_ids(ids[i:i + 500])
+                self._io(lambda where=where: self._table.delete(where))
 
     def delete_document(self, source: str, doc_key: str) -> int:
         ids = list(self.ids_for(source, doc_key))
@@ -139,10 +157,10 @@ class LanceIndex:
                         source_modified_at: float) -> None:
         if not ids or self._table is None:
             return
+        values = {"metadata": canonical_metadata(metadata),
+                  "source_modified_at": source_modified_at}
         with self._lock:
-            self._table.update(where=self._where_ids(ids), values={
-                "metadata": canonical_metadata(metadata),
-                "source_modified_at": source_modified_at})
+            self._io(lambda: self._table.update(where=self._where_ids(ids), values=values))
 
     # reading ----------------------------------------------------------------------------------
     def _rows(self, where: str, columns: list[str],
@@ -151,7 +169,7 @@ class LanceIndex:
             return []
         query = self._table.search().where(where).select(columns)
         query = query.limit(limit if limit is not None else max(self._table.count_rows(), 1))
-        result: list[dict[str, Any]] = query.to_list()
+        result: list[dict[str, Any]] = self._io(query.to_list, "read")
         return result
 
     def ids_for(self, source: str, doc_key: str) -> dict[str, str]:
@@ -264,7 +282,7 @@ class LanceIndex:
         """Compact small fragments and fold new rows into the full-text index."""
         if self._table is not None:
             with self._lock:
-                self._table.optimize()
+                self._io(self._table.optimize)
 
     def close(self) -> None:
         self._table = None

@@ -15,17 +15,11 @@ import pytest
 
 from freshrag.engine import Engine
 from tests.conftest import folder_settings
+from tests.integration.test_pipeline import write
 from tests.sql.conftest import FakeEmbedder
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-def write(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if isinstance(text, str):
-        path.write_text(text, encoding="utf-8")
-    else:
-        path.write_bytes(text)
+__all__ = ["REPO", "cli", "cli_argv", "cli_env", "verify_json", "write"]
 
 
 def cli_env(**extra: str) -> dict[str, str]:

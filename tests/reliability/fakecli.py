@@ -1,6 +1,9 @@
-"""`python -m tests.reliability.fakecli ARGS`: the freshrag CLI with the fake embedder."""
+"""`python -m tests.reliability.fakecli ARGS`: the freshrag CLI with the fake embedder (and, with
+FRESHRAG_TEST_BATCH_DOCS, small write batches: more write windows for a kill to land in)."""
 
 from __future__ import annotations
+
+import os
 
 import freshrag.engine
 from freshrag import cli
@@ -13,4 +16,6 @@ def _fake(*_args: object, **_kw: object) -> FakeEmbedder:
 
 if __name__ == "__main__":
     freshrag.engine.SentenceTransformerEmbedder = _fake  # type: ignore[assignment,misc]
+    if os.environ.get("FRESHRAG_TEST_BATCH_DOCS"):
+        freshrag.engine.BATCH_DOCS = int(os.environ["FRESHRAG_TEST_BATCH_DOCS"])
     cli.main()

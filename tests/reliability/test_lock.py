@@ -120,3 +120,21 @@ def test_a_busy_source_exits_1_and_a_killed_holder_frees_it(tmp_path: Path) -> N
     assert after.returncode == 0, after.stderr
     assert verify_json(home, root)["ok"]
     ledger.close()
+
+
+@pytest.mark.postgres
+def test_lock_and_intents_on_postgres() -> None:
+    from tests.pg import fresh_postgres_database
+
+    for url in fresh_postgres_database():
+        ledger = Ledger(url)
+        with held(ledger, "docs"), pytest.raises(SourceBusy):
+            LeaseLock(ledger, "docs", wait_s=0).acquire()
+        plant(ledger, {"host": "elsewhere", "pid": 1}, -1)  # expired
+        with held(ledger, "docs", wait_s=0):
+            pass
+        ledger.mark_intents("docs", ["a", "b", "a"])
+        ledger.mark_intents("docs", ["a"])
+        assert sorted(ledger.intents("docs")) == ["a", "b"]
+        ledger.cache_vectors("m", {"x": [0.5]})
+        ledger.close()

@@ -6,6 +6,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
+import pytest
+
 from freshrag.config import SourceConfig
 from freshrag.engine import Engine
 from freshrag.model import Record
@@ -136,3 +138,29 @@ def test_sql_source(tmp_path: Path) -> None:
     finally:
         engine.close()
         con.close()
+
+
+def test_new_document_written_then_crash_then_deleted_leaves_no_orphan(
+        tmp_path: Path, fake_engine, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The window the kill loop found: a new file's chunks written, the process killed before
+    its ledger row, the file deleted before the next sync. Only the intent remembers it."""
+    root = tmp_path / "docs"
+    corpus(root, 2)
+    engine = fake_engine(root)
+    engine.sync("docs")
+    write(root / "new.md", "# New\n\nThe gannet survey started.\n")
+
+    def killed(*_a: object, **_k: object) -> None:
+        raise KeyboardInterrupt  # stands in for SIGKILL right after the index write
+
+    monkeypatch.setattr(engine.ledger, "put_many", killed)
+    with pytest.raises(KeyboardInterrupt):
+        engine.sync("docs")
+    monkeypatch.undo()
+    assert "new.md" in engine.index.documents("docs")
+    (root / "new.md").unlink()
+    report = engine.sync("docs")
+    assert report.deleted == 1
+    assert "new.md" not in engine.index.documents("docs")
+    assert engine.ledger.intents("docs") == []
+    assert Verifier(engine).verify(["docs"]).ok
