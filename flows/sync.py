@@ -20,6 +20,7 @@ from freshrag.config import ConfigError
 from freshrag.model import SyncReport
 
 BATCH_KEYS = 500  # keys per task run; a reconcile smaller than this is one engine call
+LEASE_S = 60.0  # the per-source slot of a crashed run frees itself this long after its death
 
 
 def slug(source: str) -> str:
@@ -128,7 +129,7 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     ensure_limit(name)
     failure: str | None = None
     try:
-        with concurrency(name, occupy=1, strict=True):
+        with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_S):
             if keys is None:
                 found = detect(source, config, home)
                 logger.info("%s: %d candidate(s) from the scan", source, len(found))
