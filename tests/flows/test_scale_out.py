@@ -4,6 +4,7 @@ a burst of events for two sources → every change indexed, never two runs of a 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,3 +115,58 @@ def test_two_workers_burst_two_sources(cluster: tuple[dict[str, str], Path, dict
         assert spans, f"no runs of {source}"
         for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
             assert start >= end, f"two runs of {source} overlapped"
+
+
+def test_worker_killed_mid_run_converges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                         ) -> None:
+    """SIGKILL a worker and its flow-run process mid-run: the dead run's per-source slots expire
+    (leases; ~5 min by default), the rescan event's run then goes to the other worker, and the
+    index matches the folder."""
+    import signal
+
+    monkeypatch.setenv("PREFECT_SERVER_CONCURRENCY_INITIAL_DEPLOYMENT_LEASE_DURATION", "30")
+    folders = {s: tmp_path / s for s in SOURCES}
+    for f in folders.values():
+        f.mkdir()
+    config = write_config(tmp_path, folders)
+    docs = folders["docs"]
+    with prefect_server(tmp_path) as (_, env), ExitStack() as stack:
+        env = {**env, "PYTHONPATH": str(ROOT), "FRESHRAG_ROOT": str(ROOT),
+               "FRESHRAG_CONFIG": str(config)}
+        _prefect(env, "work-pool", "create", "freshrag", "--type", "process")
+        _prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+
+        def worker(n: int) -> subprocess.Popen[bytes]:
+            log = stack.enter_context((tmp_path / f"worker{n}.log").open("w"))
+            proc = subprocess.Popen(
+                [str(Path(sys.executable).parent / "prefect"), "worker", "start", "--pool",
+                 "freshrag", "--name", f"w{n}"], cwd=tmp_path, env=env, stdout=log,
+                stderr=subprocess.STDOUT)
+            stack.callback(_stop, proc)
+            return proc
+        first = worker(0)
+        keys = []
+        for n in range(150):
+            (docs / f"k{n}.md").write_text(f"# K{n}\n\nKilled run note {n}, word v{n}x.\n")
+            keys.append(f"k{n}.md")
+        subprocess.run([sys.executable, "-c", EMIT, json.dumps([("docs", keys)])], env=env,
+                       check=True, timeout=120)
+
+        def running() -> list[Any]:
+            return [r for r in _runs(env) if r.state and r.state.is_running()]
+        wait_until(lambda: bool(running()), "the run started")
+        victim = running()[0]
+        first.send_signal(signal.SIGKILL)
+        pid = str(victim.infrastructure_pid or "").rsplit(":", 1)[-1]
+        if pid.isdigit():
+            os.kill(int(pid), signal.SIGKILL)
+        worker(1)
+        subprocess.run([sys.executable, "-c", EMIT, json.dumps([("docs", None)])], env=env,
+                       check=True, timeout=120)
+        wait_until(lambda: _keys(config, "docs") == files_in(docs), "index converged",
+                   limit=600)
+
+        def rescanned() -> bool:
+            return any(r.state and r.state.is_completed() and r.parameters.get("keys") is None
+                       for r in _runs(env))
+        wait_until(rescanned, "the rescan after the kill completed", limit=600)
