@@ -131,6 +131,20 @@ class Engine:
                 del locks[source]
 
     # search ---------------------------------------------------------------------------------
+    def document(self, source: str, key: str) -> list[Hit]:
+        """A document's chunks as indexed, in the document's current order: chunks kept across
+        an edit keep the ordinal they were written with, the ledger knows where they are now."""
+        hits = self.index.get_document(source, key)
+        doc = self.ledger.get(source, key)
+        if doc is not None:
+            first: dict[str, int] = {}
+            for n, h in enumerate(doc.chunk_hashes):
+                first.setdefault(h, n)
+            hits.sort(key=lambda h: (first.get(h.chunk_hash, len(first)), h.ordinal))
+        for n, hit in enumerate(hits):
+            hit.ordinal = n
+        return hits
+
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
                alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
         vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None

@@ -137,6 +137,8 @@ def _die_with_parent() -> None:
 
 def main() -> None:
     _die_with_parent()
+    # Ctrl-C reaches the whole process group: the parent decides when this child stops.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() == 1:
         return
     module, cls = sys.argv[1].split(":")

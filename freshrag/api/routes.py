@@ -187,7 +187,7 @@ async def document(source: Annotated[str, Path(min_length=1, max_length=200)],
         if "\x00" in key:
             raise HTTPException(404, "no such document")
         refresh_index(state.engine)
-        chunks: list[Hit] = state.engine.index.get_document(source, key)
+        chunks: list[Hit] = state.engine.document(source, key)
         if not chunks and state.engine.ledger.get(source, key) is None:
             raise HTTPException(404, f"no document {key!r} in source {source!r}")
         return chunks

@@ -179,3 +179,21 @@ def test_a_failed_reparse_keeps_the_previous_version(tmp_path: Path, make_engine
     report = engine.sync("docs")
     assert report.failed == 1
     assert top_key(engine, "heron nests river") == "a.txt"
+
+
+def test_document_chunks_follow_the_current_order(tmp_path: Path, make_engine) -> None:  # type: ignore[no-untyped-def]
+    root = tmp_path / "docs"
+    paragraphs = [f"Paragraph {i} talks about topic {i} in enough words to stand alone as "
+                  f"its own chunk of the document number {i}." for i in range(6)]
+    write(root / "a.md", "\n\n".join(paragraphs))
+    engine = make_engine(root)
+    engine.settings.chunk.min_tokens = 8
+    engine.sync("docs")
+    write(root / "a.md", "\n\n".join(["A new first paragraph, written about otters, long "
+                                      "enough to be a chunk of its own here.", *paragraphs]))
+    engine.sync("docs")
+    texts = [h.text for h in engine.document("docs", "a.md")]
+    assert texts[0].startswith("A new first paragraph")
+    assert [t for t in texts if t.startswith("Paragraph")] == sorted(
+        (t for t in texts if t.startswith("Paragraph")), key=lambda t: int(t.split()[1]))
+    assert [h.ordinal for h in engine.document("docs", "a.md")] == list(range(len(texts)))
