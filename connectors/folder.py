@@ -9,7 +9,7 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import SourceError
 from freshrag.config import ConfigError
@@ -63,12 +63,7 @@ class FolderSource:
 
     def __init__(self, config: Any, settings: Any):
         self.name: str = config.name
-        try:
-            opts = FolderOptions(**config.options())
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            key = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"sources.{self.name}.{key}: {first['msg']}") from exc
+        opts = config.parse_options(FolderOptions)
         base = Path(getattr(settings, "base_dir", "."))
         root = opts.path if opts.path.is_absolute() else base / opts.path
         self.root = root.resolve()

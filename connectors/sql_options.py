@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy.engine import Engine, make_url
 
 from freshrag.config import ConfigError
@@ -74,12 +74,7 @@ class SqlOptions(BaseModel):
 
 def parse_options(config: Any) -> SqlOptions:
     name = config.name
-    try:
-        opts = SqlOptions(**config.options())
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"sources.{name}{'.' + key if key else ''}: {first['msg']}") from exc
+    opts: SqlOptions = config.parse_options(SqlOptions)
     try:
         fields = template_fields(opts.text)
     except ValueError as exc:

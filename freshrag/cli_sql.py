@@ -26,39 +26,33 @@ def _config(source: str, config: Any, home: Any) -> Any:
     return cfg
 
 
+def _notify(source: str, config: Any, home: Any, dry_run: bool, install: bool) -> None:
+    from connectors import pg_notify
+
+    cfg = _config(source, config, home)
+    verb, done = ("creates", "installed") if install else ("drops", "uninstalled")
+    try:
+        if dry_run:
+            typer.echo(pg_notify.describe(pg_notify.plan(cfg), verb))
+            return
+        (pg_notify.install if install else pg_notify.uninstall)(cfg, echo=typer.echo)
+    except ConfigError as exc:
+        _die(str(exc))
+    except Exception as exc:  # psycopg errors: no server, no privilege
+        action = "installing" if install else "removing"
+        _die(f"sources.{source}: {action} the notify trigger failed: {exc}", 1)
+    typer.echo(done)
+
+
 @sql_app.command("notify-install")
 def notify_install(source: SourceArg, config: ConfigOpt = None, home: HomeOpt = None,
                    dry_run: DryRun = False) -> None:
     """Create the trigger that pg_notify's changed keys (prints exactly what it creates)."""
-    from connectors import pg_notify
-
-    cfg = _config(source, config, home)
-    try:
-        if dry_run:
-            typer.echo(pg_notify.describe(pg_notify.plan(cfg), "creates"))
-            return
-        pg_notify.install(cfg, echo=typer.echo)
-    except ConfigError as exc:
-        _die(str(exc))
-    except Exception as exc:  # psycopg errors: no server, no privilege
-        _die(f"sources.{source}: installing the notify trigger failed: {exc}", 1)
-    typer.echo("installed")
+    _notify(source, config, home, dry_run, install=True)
 
 
 @sql_app.command("notify-uninstall")
 def notify_uninstall(source: SourceArg, config: ConfigOpt = None, home: HomeOpt = None,
                      dry_run: DryRun = False) -> None:
     """Drop the trigger and its function (the table itself is not touched)."""
-    from connectors import pg_notify
-
-    cfg = _config(source, config, home)
-    try:
-        if dry_run:
-            typer.echo(pg_notify.describe(pg_notify.plan(cfg), "drops"))
-            return
-        pg_notify.uninstall(cfg, echo=typer.echo)
-    except ConfigError as exc:
-        _die(str(exc))
-    except Exception as exc:
-        _die(f"sources.{source}: removing the notify trigger failed: {exc}", 1)
-    typer.echo("uninstalled")
+    _notify(source, config, home, dry_run, install=False)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -16,6 +17,7 @@ from pydantic_settings import (
 )
 
 DEFAULT_CONFIG = "freshrag.toml"
+M = TypeVar("M", bound=BaseModel)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
 
 
@@ -79,6 +81,16 @@ class SourceConfig(BaseModel):
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
+
+    def parse_options(self, model: builtins.type[M]) -> M:
+        """Validate this source's own keys with a connector's model; ConfigError names the key."""
+        try:
+            return model(**self.options())
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            key = ".".join(str(p) for p in first["loc"])
+            raise ConfigError(f"sources.{self.name}{'.' + key if key else ''}: "
+                              f"{first['msg']}") from exc
 
 
 class _TomlSource(PydanticBaseSettingsSource):
