@@ -62,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
         result["memory"] = memory.run(size["burst"])
     result["seconds"] = round(time.time() - started, 1)
 
+    if args.only and args.json and args.json.exists():
+        # A partial run updates the figures it measured and keeps the others.
+        result = {**json.loads(args.json.read_text()), **result}
     print(render_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

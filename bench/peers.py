@@ -21,6 +21,7 @@ def llamaindex(scenario: Scenario, tmp: Path) -> dict[str, int]:
     from llama_index.core.ingestion import DocstoreStrategy, IngestionPipeline
     from llama_index.core.node_parser import SentenceSplitter
     from llama_index.core.storage.docstore import SimpleDocumentStore
+    from llama_index.core.vector_stores import SimpleVectorStore
 
     counter = Counter()
 
@@ -32,7 +33,8 @@ def llamaindex(scenario: Scenario, tmp: Path) -> dict[str, int]:
     pipeline = IngestionPipeline(
         transformations=[SentenceSplitter(chunk_size=CHUNK_SIZE, chunk_overlap=20),
                          Counting(embed_dim=8)],
-        docstore=SimpleDocumentStore(), docstore_strategy=DocstoreStrategy.UPSERTS)
+        docstore=SimpleDocumentStore(), vector_store=SimpleVectorStore(),
+        docstore_strategy=DocstoreStrategy.UPSERTS)
 
     def run() -> int:
         before = counter.texts
