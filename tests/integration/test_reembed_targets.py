@@ -1,0 +1,14 @@
+"""The benchmark's eight edits, as a regression test of the chunk counts (not of timings)."""
+
+from __future__ import annotations
+
+from bench.reembed import freshrag_counts
+from bench.report import TARGETS
+
+
+def test_reembedding_stays_within_the_published_targets(embedder) -> None:  # type: ignore[no-untyped-def]
+    counts = freshrag_counts(embedder)
+    assert counts["initial"] >= 140  # the 100-chunk document and the long one
+    for case, most in TARGETS.items():
+        assert counts["cases"][case] <= most, (case, counts["cases"])
+    assert counts["cases"]["edit"] >= 1 and counts["cases"]["insert_top_long"] >= 1
