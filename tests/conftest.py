@@ -5,12 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from freshrag.config import Settings, SourceConfig, load_settings
 from freshrag.embed import SentenceTransformerEmbedder
 from freshrag.engine import Engine
+
+if TYPE_CHECKING:
+    from tests.fakes.weaviate_fake import FakeWeaviate
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -45,3 +49,13 @@ def make_engine(tmp_path: Path, embedder: SentenceTransformerEmbedder
     yield make
     for engine in engines:
         engine.close()
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeWeaviate]:
+    """A loopback Weaviate (REST + gRPC test double) on random ports."""
+    from tests.fakes.weaviate_fake import FakeWeaviate
+
+    f = FakeWeaviate().start()
+    yield f
+    f.stop()

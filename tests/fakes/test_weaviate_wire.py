@@ -21,13 +21,6 @@ OP = base_pb2.Filters
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeWeaviate]:
-    f = FakeWeaviate().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
 def index(fake: FakeWeaviate) -> Iterator[WeaviateIndex]:
     ix = WeaviateIndex(fake.url, dim=DIM, grpc_port=fake.grpc_port, timeout_s=5)
     yield ix

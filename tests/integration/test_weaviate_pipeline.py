@@ -22,13 +22,6 @@ from tests.fakes.weaviate_fake import FakeWeaviate
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeWeaviate]:
-    f = FakeWeaviate().start()
-    yield f
-    f.stop()
-
-
-@pytest.fixture
 def engine(tmp_path: Path, fake: FakeWeaviate, embedder: SentenceTransformerEmbedder,
            monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
     # The engine's backoff, without the waiting.
