@@ -27,6 +27,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
 from freshrag.model import Fingerprint
 
@@ -132,10 +133,23 @@ class Ledger:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         self.url = url
-        metadata.create_all(self.engine)
+        self._create_tables()
         if self.engine.dialect.name == "sqlite":
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+
+    def _create_tables(self) -> None:
+        # Two processes opening a new ledger at once race between "does the table exist?" and
+        # CREATE TABLE; the loser sees "already exists" (SQLite) or a duplicate pg_type row
+        # (Postgres). Checking again then finds the winner's tables.
+        for attempt in range(3):
+            try:
+                metadata.create_all(self.engine)
+                return
+            except (OperationalError, ProgrammingError, IntegrityError) as exc:
+                if attempt == 2 or not any(s in str(exc).lower() for s in (
+                        "already exists", "duplicate key", "pg_type")):
+                    raise
 
     def close(self) -> None:
         self.engine.dispose()

@@ -51,3 +51,16 @@ def test_sync_with_a_postgres_ledger(pg_url: str, tmp_path: Path, embedder) -> N
         assert engine.search("puffin colony", k=1)[0].doc_key == "a.md"
     finally:
         engine.close()
+
+
+def test_many_processes_opening_a_new_ledger_at_once(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    code = ("import sys; from freshrag.ledger import Ledger; "
+            "Ledger(sys.argv[1]).fingerprints('docs')")
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], stderr=subprocess.PIPE,
+                              text=True) for _ in range(10)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert all(p.returncode == 0 for p in procs), errors
