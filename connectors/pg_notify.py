@@ -109,6 +109,36 @@ def _is_installed(conn: Any, p: NotifyPlan) -> bool:
     return row is not None
 
 
+def _is_current(conn: Any, p: NotifyPlan) -> bool:
+    """The trigger is on the table and runs exactly the function this config would create."""
+    row = conn.execute("SELECT p.prosrc FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid "
+                       "WHERE t.tgname = %s AND t.tgrelid = %s::regclass",
+                       (p.trigger, p.table)).fetchone()
+    return row is not None and row[0] == p.install[0].split("$fr$")[1]
+
+
+def ensure(config: Any) -> bool:
+    """Install the trigger unless the current one is in place; True when it was installed.
+    ConfigError (one line naming the source) when the table is missing or the role may not
+    create the trigger; psycopg.OperationalError when the database cannot be reached."""
+    import psycopg
+
+    p = plan(config)
+    try:
+        with _connect(config, autocommit=True) as conn:
+            if _is_current(conn, p):
+                return False
+        install(config, echo=None)
+        return True
+    except (psycopg.errors.InsufficientPrivilege, psycopg.errors.UndefinedTable,
+            psycopg.errors.InvalidSchemaName) as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise ConfigError(
+            f"sources.{p.source}.notify: cannot install the notify trigger on {p.table} in "
+            f"{p.url}: {reason} (grant the role TRIGGER on the table, run `freshrag sql "
+            f"notify-install {p.source}` as its owner, or set notify = false)") from exc
+
+
 def describe(p: NotifyPlan, verb: str = "creates") -> str:
     sql = ";\n".join(p.install if verb == "creates" else p.uninstall) + ";"
     lines = [f"freshrag notify for source {p.source!r} {verb} in {p.url}:",
@@ -149,27 +179,33 @@ def uninstall(config: Any, echo: Echo | None = print) -> NotifyPlan:
 
 def listen(config: Any, on_keys: Callable[[list[str]], None], stop: threading.Event, *,
            window: float = 0.05, install_missing: bool = True,
-           ready: threading.Event | None = None, echo: Echo | None = print) -> None:
+           ready: threading.Event | None = None, echo: Echo | None = print,
+           on_connect: Callable[[int], None] | None = None) -> None:
     """LISTEN on the source's channel until `stop` is set; call `on_keys` with each batch of
     changed doc keys (collected for `window` seconds after the first, de-duplicated).
 
     Installs the trigger first when it is missing and `install_missing` (the source's
     `notify = true` is the opt-in). A lost connection is re-opened with backoff; notifications
-    sent while it was down are lost, which the source's cursor poll covers."""
+    sent while it was down are lost, which the source's cursor poll covers: `on_connect(n)`
+    is called once LISTEN is in place on the n-th connection (n > 1: a rescan is due)."""
     import psycopg
 
     if not parse_options(config).notify:
         raise ConfigError(f"sources.{config.name}.notify: set notify = true to use the "
                           "LISTEN/NOTIFY fast path")
     p = plan(config)
-    delay = 0.5
+    delay, connections = 0.5, 0
     while not stop.is_set():
         try:
             with _connect(config, autocommit=True) as conn:
                 if install_missing and not _is_installed(conn, p):
                     install(config, echo)
                 conn.execute(f"LISTEN {_ident(p.channel)}")
-                delay = 0.5
+                delay, connections = 0.5, connections + 1
+                if connections > 1:
+                    log.warning("%s: LISTEN connection re-established", p.source)
+                if on_connect is not None:
+                    on_connect(connections)
                 if ready is not None:
                     ready.set()
                 while not stop.is_set():

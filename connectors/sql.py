@@ -48,7 +48,11 @@ class SqlSource:
         self.name: str = config.name
         self.opts: SqlOptions = parse_options(config)
         self.settings = settings
-        self.poll_interval = self.opts.poll_interval
+        self.poll_interval = self.opts.poll_interval  # None: the watcher's default
+        # A one-off sync reconciles hard deletes every time; the watcher, which polls every few
+        # seconds, sets this so its polls reconcile only every `reconcile_every` seconds.
+        self.reconcile_spaced = False
+        self._force_reconcile = False
         self.url = display_url(self.opts.url)
         base = Path(getattr(settings, "base_dir", "."))
         self.db = make_engine(self.opts, self.name, base)
@@ -245,12 +249,34 @@ class SqlSource:
         self._remember(key, item)
         return Candidate(key, item.fingerprint)
 
+    def force_reconcile(self) -> None:
+        """Make the next scan reconcile even when spaced (after a notify listener reconnects:
+        deletes notified while it was down are lost)."""
+        self._force_reconcile = True
+
+    def last_poll(self) -> float | None:
+        """When the last complete poll started (its changes all written): the index held every
+        row change the cursor shows as of then."""
+        value = self.load_state().get("polled_at")
+        return float(value) if value is not None else None
+
+    def check(self, known: Mapping[str, Fingerprint]) -> list[Candidate]:
+        """What a sync would do now (poll and reconcile), read-only: nothing is committed."""
+        spaced, self.reconcile_spaced = self.reconcile_spaced, False
+        try:
+            return list(self.scan(known))
+        finally:
+            self.reconcile_spaced = spaced
+            self._begin()
+
     # Source protocol ------------------------------------------------------------------------------
     def scan(self, known: Mapping[str, Fingerprint]) -> Iterator[Candidate]:
-        """Rows past the cursor (minus the overlap window), soft deletes, and on schedule the
-        reconcile's hard deletes and missed rows. The new cursor is kept until commit()."""
+        """Rows past the cursor (minus the overlap window), soft deletes, and the reconcile's
+        hard deletes and missed rows (every scan, or on schedule when `reconcile_spaced`).
+        The new cursor is kept until commit()."""
         self._begin()
         self.resolve()
+        polled_at = time.time()
         state = self.load_state()
         pos = ([su.load_value(state["cursor"]), *map(su.load_value, state["key"])]
                if "cursor" in state else None)
@@ -286,9 +312,12 @@ class SqlSource:
         if newest is not None:
             state["cursor"] = su.dump_value(newest[0])
             state["key"] = [su.dump_value(v) for v in newest[1:]]
-        if time.time() - state.get("reconciled_at", 0) >= self.opts.reconcile_every:
+        due = time.time() - state.get("reconciled_at", 0) >= self.opts.reconcile_every
+        if due or self._force_reconcile or not self.reconcile_spaced:
             yield from self._reconcile((set(known) | seen) - gone, known)
-            state["reconciled_at"] = time.time()
+            self._force_reconcile = False
+            state["reconciled_at"] = polled_at
+        state["polled_at"] = polled_at
         self._pending = state
 
     @staticmethod

@@ -24,13 +24,15 @@ class SqlOptions(BaseModel):
     metadata: list[str] = []  # columns stored as filterable properties
     cursor: str  # a column that grows on every change: updated_at, a version number
     deleted: str | None = None  # soft-delete column: truthy (true, 1, a timestamp) = deleted
-    poll_interval: float = Field(5.0, gt=0)  # seconds, for the watcher
+    # seconds between the watcher's polls of this table; None: the watcher's --poll (5 s)
+    poll_interval: float | None = Field(None, gt=0)
     page_size: int = Field(1000, ge=1, le=100_000)
     statement_timeout: float = Field(30.0, gt=0)  # seconds per query
     # Re-read rows whose cursor is up to this much older than the last one seen (seconds for
     # timestamp cursors, units for numeric ones), so rows committed late are not missed.
     overlap: float = Field(300.0, ge=0)
-    reconcile_every: float = Field(3600.0, ge=0)  # seconds between hard-delete reconciles
+    # seconds between the watcher's hard-delete reconciles (a one-off sync always reconciles)
+    reconcile_every: float = Field(3600.0, ge=0)
     max_text_kb: int = Field(1024, gt=0)
     max_delete_fraction: float = Field(0.5, gt=0, le=1)  # a reconcile deleting more stops
     retries: int = Field(5, ge=1)

@@ -138,7 +138,13 @@ def render_row(m: Any, key: str, opts: Any, fields: Sequence[str], location: str
     ts = timestamp_of(cursor)
     return Item(key=key, data=data, fingerprint=row_fingerprint(cursor, text, metadata),
                 modified_at=ts if ts is not None else _time.time(), location=location,
-                metadata=metadata, text=text)
+                metadata=metadata, text=text, title=title_of(text))
+
+
+def title_of(text: str, limit: int = 200) -> str:
+    """A row's title: the first non-blank line of its rendered text, at most `limit` chars."""
+    line = next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+    return line if len(line) <= limit else line[:limit - 1].rstrip() + "…"
 
 
 # --- values -----------------------------------------------------------------------------------

@@ -15,7 +15,8 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from flows.engines import engine_for
+from flows.engines import engine_for, settings_of
+from flows.table_feeds import trigger_warning
 from freshrag.config import ConfigError
 from freshrag.model import SyncReport
 
@@ -124,6 +125,10 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     """Bring the index in line with `source`: all of it (keys=None) or just `keys`."""
     logger = get_run_logger()
     started = time.time()
+    with contextlib.suppress(ConfigError):  # flows do not listen; say when the trigger is gone
+        warning = trigger_warning(settings_of(config, home).source(source))
+        if warning:
+            logger.warning(warning)
     report = SyncReport()
     name = limit_name(source)
     ensure_limit(name)

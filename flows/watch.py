@@ -19,6 +19,7 @@ from prefect.events import emit_event
 from connectors import Source, build_source
 from flows.batching import Batch, Coalescer
 from flows.feeds import FolderFeed, OverflowHook
+from flows.table_feeds import TableFeeds
 from freshrag.config import Settings
 from freshrag.engine import Engine
 from freshrag.model import SyncReport
@@ -41,7 +42,7 @@ class WatchOptions:
     record: str = "task"  # local mode: task (run per batch in a watch flow run) | event | off
     quiet: float = 0.1  # seconds without a change that close a batch
     max_delay: float = 1.0  # a batch never waits longer than this after its first change
-    poll: float = 5.0  # seconds between reconciles of sources that have no live feed
+    poll: float = 5.0  # seconds between polls of tables that set no poll_interval of their own
     session_batches: int = 1000  # a watch flow run rolls over after this many batches ...
     session_seconds: float = 3600.0  # ... or this long, so no run grows without bound
 
@@ -65,7 +66,7 @@ class Watcher:
         self.on_batch = on_batch
         self.coalescer = Coalescer(self.options.quiet, self.options.max_delay)
         self.feeds: list[FolderFeed] = []
-        self._polled: dict[str, float] = {}
+        self.tables = TableFeeds(self.coalescer, self.options.poll)  # polls, notify listeners
         self._stop = threading.Event()
         self.ready = threading.Event()  # set once the start-up reconciles are applied
         self.batches = 0
@@ -97,7 +98,10 @@ class Watcher:
                 feed.start()
                 self.feeds.append(feed)
             else:
-                self._polled[name] = time.monotonic()
+                self.tables.add(name, src, self.settings.source(name),
+                                local=self.options.mode == "local")
+        self.tables.start()  # ConfigError when a notify trigger cannot be installed
+        for name in self.names:
             self.coalescer.rescan(name)
         self._startup = set(self.names)
         log.info("watching %s (%s mode)", ", ".join(self.names), self.options.mode)
@@ -130,6 +134,7 @@ class Watcher:
         for feed in self.feeds:
             feed.stop()
         self.feeds.clear()
+        self.tables.stop()
         self._hook.uninstall()
         if self.options.mode == "events" or self.options.record == "event":
             from prefect.events.worker import EventsWorker
@@ -185,11 +190,7 @@ class Watcher:
         for feed in self.feeds:
             if not feed.healthy():
                 feed.restart()
-        now = time.monotonic()
-        for name, last in self._polled.items():
-            if now - last >= self.options.poll:
-                self._polled[name] = now
-                self.coalescer.rescan(name)
+        self.tables.tick()
 
     def _rescan_all(self) -> None:
         for feed in self.feeds:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
@@ -112,17 +113,21 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
 
     engine = _engine(settings)
     try:
-        rows = source_status(engine)
+        rows = source_status(engine, freshness=True)
     finally:
         engine.close()
-    if as_json:
+    if as_json:  # the same names and units as the API's GET /status "sources"
         typer.echo(json.dumps(rows))
         return
     if not rows:
         typer.echo("no sources synced yet")
     for row in rows:
+        end = row["last_sync_end"]
+        when = datetime.fromtimestamp(end, UTC).isoformat(timespec="seconds") if end else "never"
+        lag = row["freshness"]["lag_ms"]
         typer.echo(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, "
-                   f"last sync {row['last_sync_end_iso'] or 'never'}, {len(row['errors'])} errors")
+                   f"last sync {when}, lag {'unknown' if lag is None else f'{lag:.0f} ms'}, "
+                   f"{len(row['errors'])} errors")
         for err in row["errors"][:10]:
             typer.echo(f"  error: {err['key']}: {err['error']}")
 

@@ -36,8 +36,8 @@ QuietOpt = Annotated[int, typer.Option("--quiet-ms", min=1, help="A batch closes
                                        "long without a change.")]
 MaxDelayOpt = Annotated[int, typer.Option("--max-delay-ms", min=1, help="A batch never waits "
                                           "longer than this after its first change.")]
-PollOpt = Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between reconciles of "
-                                        "sources without a live feed (tables).")]
+PollOpt = Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between polls of "
+                                        "tables that set no poll_interval of their own.")]
 FolderOpt = Annotated[Path | None, typer.Option("--folder", help="Watch this folder without a "
                                                 "config file (source named after it).")]
 
@@ -72,7 +72,16 @@ def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
     if folder is not None and not sources:
         sources = [settings.sources[-1].name]
     watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll)
-    watcher.run()
+    _run(watcher)
+
+
+def _run(watcher: Any) -> None:
+    """The watcher's loop; a configuration error found at start (a notify trigger that cannot
+    be installed) is one line and exit 2."""
+    try:
+        watcher.run()
+    except ConfigError as exc:
+        _die(str(exc))
 
 
 def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
@@ -90,7 +99,7 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
     watcher = _watcher(settings, sources, WatchMode.local, record, quiet_ms, max_delay_ms, 5.0)
     server, thread = _start_api(settings, host, port) if api else (None, None)
     try:
-        watcher.run()
+        _run(watcher)
     finally:
         if server is not None and thread is not None:
             server.should_exit = True

@@ -313,7 +313,7 @@ class Engine:
                     wanted[c.hash] = c.text
                     p.records.append(Record(
                         id=cid, vector=[], text=c.text, source=source, doc_key=p.item.key,
-                        chunk_hash=c.hash, ordinal=c.ordinal, title=c.title,
+                        chunk_hash=c.hash, ordinal=c.ordinal, title=c.title or p.item.title,
                         location=p.item.location, page=c.page,
                         source_modified_at=p.item.modified_at, indexed_at=now,
                         metadata=p.item.metadata))

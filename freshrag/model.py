@@ -62,6 +62,7 @@ class Item:
     filename: str = ""  # name used to pick a parser (by extension)
     metadata: dict[str, Any] = field(default_factory=dict)
     text: str | None = None  # a source that renders its own text (table rows) sets this
+    title: str = ""  # the hits' title when the parser finds none (a table row's first line)
 
 
 @dataclass(frozen=True)

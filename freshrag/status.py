@@ -1,36 +1,34 @@
-"""Per-source status: documents, chunks, last sync, lag and errors (CLI and API share it)."""
+"""Per-source status: documents, chunks, last sync, freshness and errors (CLI and API share it)."""
 
 from __future__ import annotations
 
-import time
-from datetime import UTC, datetime
 from typing import Any
 
 
-def _iso(ts: float | None) -> str | None:
-    return datetime.fromtimestamp(ts, UTC).isoformat() if ts else None
-
-
-def source_status(engine: Any) -> list[dict[str, Any]]:
-    """One row per configured or previously synced source."""
+def source_status(engine: Any, freshness: bool = False) -> list[dict[str, Any]]:
+    """One row per configured or previously synced source. Times are unix seconds. With
+    `freshness`, each row has the same `freshness` object the API's /status gives (lag_ms)."""
     stats = engine.index.stats()
+    configured = {s.name for s in engine.settings.sources}
     names = list(dict.fromkeys([s.name for s in engine.settings.sources]
                                + engine.ledger.sources()))
-    now = time.time()
     rows = []
     for name in names:
         state = engine.ledger.source_state(name)
         st = stats.get(name)
-        rows.append({
+        row: dict[str, Any] = {
             "source": name,
+            "configured": name in configured,
             "documents": st.documents if st else 0,
             "chunks": st.chunks if st else 0,
             "last_sync_start": state.last_start,
             "last_sync_end": state.last_end,
-            "last_sync_end_iso": _iso(state.last_end),
-            "watermark": state.watermark,
-            "lag_s": round(now - state.watermark, 3) if state.watermark else None,
             "last_report": state.last_report,
-            "errors": engine.ledger.errors(name),
-        })
+        }
+        if freshness:
+            from freshrag.api.freshness import measure
+
+            row["freshness"] = measure(engine, name).model().model_dump()
+        row["errors"] = engine.ledger.errors(name)
+        rows.append(row)
     return rows

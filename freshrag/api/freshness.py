@@ -18,6 +18,9 @@ log = logging.getLogger("freshrag.api")
 
 # Source types whose scan is a cheap "what changed" (a stat walk compared with the ledger).
 SCANNABLE = frozenset({"folder"})
+# Source types with a cursor poll (connectors.sql): proven current by the last complete poll,
+# or polled now (read-only, poll and reconcile, like a sync's detect) for a freshness demand.
+POLLED = frozenset({"sql"})
 
 
 @dataclass(frozen=True)
@@ -42,23 +45,26 @@ class Check:
             checked_at=self.checked_at, last_sync_end=self.last_sync_end, detail=self.detail)
 
 
-def measure(engine: Any, name: str) -> Check:
-    """Check one source now. Never raises: a source that cannot be checked has lag None."""
+def measure(engine: Any, name: str, deep: bool = False) -> Check:
+    """Check one source now. Never raises: a source that cannot be checked has lag None.
+    `deep`: a table is polled now (for a freshness demand); else its last poll is used."""
     started = time.time()
     try:
-        return _measure(engine, name, started)
+        return _measure(engine, name, started, deep)
     except Exception as exc:  # the ledger or the source is unreachable
         log.warning("freshness of %s: %s", name, exc)
         return Check(name, None, None, None, 0, "none", started, None,
                      detail=f"cannot check freshness: {type(exc).__name__}")
 
 
-def _measure(engine: Any, name: str, started: float) -> Check:
+def _measure(engine: Any, name: str, started: float, deep: bool) -> Check:
     state = engine.ledger.source_state(name)
     config = next((s for s in engine.settings.sources if s.name == name), None)
     if config is None:
         return Check(name, state.watermark, None, None, 0, "none", started, state.last_end,
                      configured=False, detail="not configured: nothing updates it")
+    if config.type in POLLED:
+        return _table(engine, name, started, deep, state.last_end)
     if config.type not in SCANNABLE:
         if state.watermark is None:
             return Check(name, None, None, None, 0, "watermark", started, state.last_end,
@@ -97,6 +103,29 @@ def _measure(engine: Any, name: str, started: float) -> Check:
     return Check(name, oldest, lag, len(since), failed, "scan", started, state.last_end)
 
 
+def _table(engine: Any, name: str, started: float, deep: bool, last_end: float | None
+           ) -> Check:
+    src = engine.source(name)
+    proven = src.last_poll()  # start of the last poll whose changes were all written
+    if not deep:
+        if proven is None:
+            return Check(name, None, None, None, 0, "last_poll", started, last_end,
+                         detail="never polled")
+        return Check(name, proven, round(max(0.0, started - proven) * 1000, 1), None, 0,
+                     "last_poll", started, last_end)
+    known = engine.ledger.fingerprints(name)
+    candidates = src.check(known)
+    failed = sum(1 for c in candidates if c.error is not None)
+    pending = len(candidates) - failed
+    if not pending:
+        return Check(name, started, 0.0, 0, failed, "poll", started, last_end)
+    if proven is None:
+        return Check(name, None, None, pending, failed, "poll", started, last_end,
+                     detail="never polled")
+    lag = max(1.0, round((started - proven) * 1000, 1))
+    return Check(name, proven, lag, pending, failed, "poll", started, last_end)
+
+
 class Stale(Exception):
     """The index did not catch up within the wait bound."""
 
@@ -126,33 +155,36 @@ class FreshnessTracker:
         self.ttl_s = ttl_s
         self.poll_s = poll_s
         self.max_wait_s = max_wait_s
-        self._done: dict[str, Check] = {}
-        self._running: dict[str, asyncio.Task[Check]] = {}
+        # keyed by (source, deep): a deep check (a table polled now) also serves shallow asks
+        self._done: dict[tuple[str, bool], Check] = {}
+        self._running: dict[tuple[str, bool], asyncio.Task[Check]] = {}
 
-    async def _run(self, name: str) -> Check:
+    async def _run(self, name: str, deep: bool) -> Check:
         try:
-            result = await run_in_threadpool(measure, self.engine, name)
-            self._done[name] = result
+            result = await run_in_threadpool(measure, self.engine, name, deep)
+            self._done[(name, deep)] = result
             return result
         finally:
-            self._running.pop(name, None)
+            self._running.pop((name, deep), None)
 
-    async def check(self, name: str, not_before: float) -> Check:
+    async def check(self, name: str, not_before: float, deep: bool = False) -> Check:
         """A check of `name` that started at or after `not_before`."""
         while True:
-            done = self._done.get(name)
-            if done is not None and done.checked_at >= not_before:
-                return done
-            task = self._running.get(name)
+            for kind in (True,) if deep else (True, False):
+                done = self._done.get((name, kind))
+                if done is not None and done.checked_at >= not_before:
+                    return done
+            task = self._running.get((name, deep))
             if task is None:
-                task = asyncio.ensure_future(self._run(name))
-                self._running[name] = task
+                task = asyncio.ensure_future(self._run(name, deep))
+                self._running[(name, deep)] = task
             result = await asyncio.shield(task)
             if result.checked_at >= not_before:
                 return result
 
-    async def check_all(self, names: list[str], not_before: float) -> dict[str, Check]:
-        results = await asyncio.gather(*(self.check(n, not_before) for n in names))
+    async def check_all(self, names: list[str], not_before: float,
+                        deep: bool = False) -> dict[str, Check]:
+        results = await asyncio.gather(*(self.check(n, not_before, deep) for n in names))
         return dict(zip(names, results, strict=True))
 
     async def current(self, names: list[str]) -> dict[str, Check]:
@@ -166,11 +198,11 @@ class FreshnessTracker:
             return await self.current(names)
         start = time.time()
         deadline = start + self.max_wait_s
-        checks = await self.check_all(names, start)
+        checks = await self.check_all(names, start, deep=True)
         while not satisfied(checks.values(), max_lag_ms, min_watermark):
             now = time.time()
             if now >= deadline:
                 raise Stale(checks, round((now - start) * 1000, 1))
             await asyncio.sleep(min(self.poll_s, deadline - now))
-            checks = await self.check_all(names, time.time())
+            checks = await self.check_all(names, time.time(), deep=True)
         return checks

@@ -117,9 +117,12 @@ class SourceFreshness(BaseModel):
                                             "(null when the source cannot be checked cheaply).")
     failed: int = Field(default=0, description="Items that changed but could not be indexed "
                                        "(see /status errors); they do not count as pending.")
-    method: Literal["scan", "watermark", "none"] = Field(
-        description="scan: pending changes were detected now; watermark: from the last sync; "
-                    "none: the source cannot be checked.")
+    method: Literal["scan", "poll", "last_poll", "watermark", "none"] = Field(
+        description="What lag is based on. scan (folders): the files were compared with the "
+                    "ledger now; poll (tables): the table was polled and reconciled now, for a "
+                    "freshness demand; last_poll (tables): the last poll the watcher or a sync "
+                    "completed; watermark: the last sync; none: the source cannot be checked. "
+                    "lag_ms is null when unknown.")
     checked_at: float
     last_sync_end: float | None
     detail: str | None = None

@@ -96,7 +96,8 @@ def test_late_commit_with_older_cursor_is_not_missed(db: Db, make: Any) -> None:
             assert r.added == 1 and "10" not in docs(engine)
             tx.commit()
     src = engine.source("tickets")
-    src.opts.reconcile_every = 10**9  # the overlap window alone must find it
+    src.reconcile_spaced = True  # as the watcher polls: the overlap window alone must find it
+    src.opts.reconcile_every = 10**9
     r = engine.sync("tickets")
     assert r.added == 1 and "kappa late committed row" in docs(engine)["10"]
 
@@ -105,6 +106,7 @@ def test_without_overlap_the_poll_misses_late_rows_and_the_reconcile_finds_them(
         lite: Db, make: Any) -> None:
     seed(lite, 3)
     engine = make(lite, overlap=0, reconcile_every=10**9)
+    engine.source("tickets").reconcile_spaced = True  # as the watcher polls
     engine.sync("tickets")
     lite.insert(10, "Ticket 10", "kappa late committed row", t=2.5)
     assert engine.sync("tickets").added == 0  # dlt #2269: the classic cursor bug
