@@ -1,13 +1,12 @@
-"""Freshness latency: a saved change until the API (or index) returns it, many trials."""
+"""Freshness latency: a saved file or a committed row until `/search` of a running `freshrag
+serve` returns it, with `freshrag watch` following the source: only the product's commands."""
 
 from __future__ import annotations
 
 import os
-import queue
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -17,9 +16,10 @@ from typing import Any
 
 from bench.api_load import free_port, wait_ready
 from bench.common import dist, write
-from freshrag.model import Mode
 
 PG_ADMIN = os.environ.get("FRESHRAG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+# the console script beside this interpreter, as README installs it
+FRESHRAG = [str(Path(sys.executable).parent / "freshrag")]
 PAGE = "# Status page\n\nThe current release codename is {token}.\n\nNothing else changed today.\n"
 
 
@@ -34,24 +34,25 @@ def until(check: Callable[[], bool], timeout: float = 30.0, every: float = 0.01)
 
 
 @contextmanager
-def services(tmp: Path) -> Iterator[str]:
-    """`freshrag watch` (local mode) and `freshrag serve` on a folder, as a user runs them."""
-    docs = tmp / "docs"
-    write(docs / "status.md", PAGE.format(token="initial"))
+def services(tmp: Path, config: str, watch_args: tuple[str, ...] = ()) -> Iterator[str]:
+    """`freshrag watch` (local mode) and `freshrag serve` started as commands on a config file,
+    as a user runs them; yields the API's URL once it is ready."""
     cfg = tmp / "freshrag.toml"
-    cfg.write_text(f'home = "{tmp / "home"}"\n[[sources]]\nname = "docs"\ntype = "folder"\n'
-                   f'path = "{docs}"\n')
+    cfg.write_text(f'home = "{tmp / "home"}"\n' + config)
     env = {**os.environ, "FRESHRAG_CONFIG": str(cfg), "PREFECT_HOME": str(tmp / "prefect")}
     port = free_port()
-    cmd = [sys.executable, "-m", "freshrag.cli"]
-    watch = subprocess.Popen([*cmd, "watch", "docs"], cwd=tmp, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    serve = subprocess.Popen([*cmd, "serve", "--port", str(port)], cwd=tmp, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    logs = [(tmp / name).open("wb") for name in ("watch.log", "serve.log")]
+    watch = subprocess.Popen([*FRESHRAG, "watch", *watch_args], cwd=tmp, env=env,
+                             stdout=logs[0], stderr=subprocess.STDOUT)
+    serve = subprocess.Popen([*FRESHRAG, "serve", "--port", str(port)], cwd=tmp, env=env,
+                             stdout=logs[1], stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, serve)
         yield url
+    except Exception as exc:
+        tail = (tmp / "watch.log").read_text(errors="replace")[-1500:]
+        raise RuntimeError(f"{exc}; watch log: {tail}") from exc
     finally:
         for proc in (watch, serve):
             proc.terminate()
@@ -60,125 +61,141 @@ def services(tmp: Path) -> Iterator[str]:
                 proc.wait(30)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        for log in logs:
+            log.close()
+
+
+def folder_config(docs: Path) -> str:
+    return f'[[sources]]\nname = "docs"\ntype = "folder"\npath = "{docs}"\n'
+
+
+class Search:
+    """Keyword `POST /search` of the running API: which hits hold a token."""
+
+    def __init__(self, url: str, source: str):
+        import httpx
+
+        self.url, self.source, self.http = url, source, httpx.Client(timeout=10)
+
+    def hits(self, token: str) -> list[dict[str, Any]]:
+        r = self.http.post(self.url + "/search", json={
+            "query": token, "mode": "keyword", "k": 3, "filters": {"source": self.source}})
+        return [h for h in r.json()["hits"] if token in h["text"]] if r.status_code == 200 \
+            else []
 
 
 def file_trials(trials: int) -> dict[str, Any]:
-    import httpx
+    with tempfile.TemporaryDirectory() as t:
+        docs = Path(t) / "docs"
+        write(docs / "status.md", PAGE.format(token="initial"))
+        with services(Path(t), folder_config(docs)) as url:
+            return _file_trials(trials, Path(t), url)
 
-    with tempfile.TemporaryDirectory() as t, services(Path(t)) as url:
-        page = Path(t) / "docs" / "status.md"
-        http = httpx.Client(timeout=10)
 
-        def hits(token: str) -> list[dict[str, Any]]:
-            r = http.post(url + "/search", json={"query": token, "mode": "keyword", "k": 3})
-            return list(r.json()["hits"]) if r.status_code == 200 else []
-
-        until(lambda: bool(hits("initial")), timeout=120)
-        saves, deletes = [], []
-        for n in range(trials):
-            token = f"zq{uuid.uuid4().hex[:10]}"
+def _file_trials(trials: int, t: Path, url: str) -> dict[str, Any]:
+    page = t / "docs" / "status.md"
+    search = Search(url, "docs")
+    until(lambda: bool(search.hits("initial")), timeout=120)
+    saves, deletes = [], []
+    for n in range(trials):
+        token = f"zq{uuid.uuid4().hex[:10]}"
+        start = time.perf_counter()
+        page.write_text(PAGE.format(token=token))
+        until(lambda token=token: bool(search.hits(token)))
+        saves.append(time.perf_counter() - start)
+        if n % 5 == 0:  # deletes are rarer: each one is followed by a re-create
+            extra = t / "docs" / f"gone{n}.md"
+            extra.write_text(PAGE.format(token=f"gone{n}x"))
+            until(lambda n=n: bool(search.hits(f"gone{n}x")))
             start = time.perf_counter()
-            page.write_text(PAGE.format(token=token))
-            until(lambda token=token: any(token in h["text"] for h in hits(token)))
-            saves.append(time.perf_counter() - start)
-            if n % 5 == 0:  # deletes are rarer: each one is followed by a re-create
-                extra = Path(t) / "docs" / f"gone{n}.md"
-                extra.write_text(PAGE.format(token=f"gone{n}x"))
-                until(lambda n=n: bool(hits(f"gone{n}x")))
-                start = time.perf_counter()
-                extra.unlink()
-                until(lambda n=n: not hits(f"gone{n}x"))
-                deletes.append(time.perf_counter() - start)
-        http.close()
+            extra.unlink()
+            until(lambda n=n: not search.hits(f"gone{n}x"))
+            deletes.append(time.perf_counter() - start)
     return {"freshness_file_s": dist(saves), "freshness_delete_s": dist(deletes)}
 
 
-def pg_trials(trials: int, notify: bool, embedder: Any) -> dict[str, Any]:
-    import sqlalchemy as sa
+def table_config(url: str, notify: bool) -> str:
+    """A Postgres table source as README configures one: LISTEN/NOTIFY, or a 1 s poll only."""
+    return (f'[[sources]]\nname = "tickets"\ntype = "sql"\nurl = "{url}"\ntable = "tickets"\n'
+            'key = "id"\ntext = "{title}\\n\\n{body}"\ncursor = "updated_at"\n'
+            + ("notify = true\n" if notify else "poll_interval = 1\n"))
 
-    from connectors import pg_notify
-    from freshrag.config import SourceConfig, load_settings
-    from freshrag.engine import Engine
+
+@contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh Postgres database with a 50-row `tickets` table; dropped afterwards."""
+    import sqlalchemy as sa
 
     admin = sa.create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
     name = f"freshrag_bench_{uuid.uuid4().hex[:8]}"
     with admin.connect() as c:
         c.execute(sa.text(f'CREATE DATABASE "{name}"'))
     url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-    db = sa.create_engine(url)
-    stop = threading.Event()
     try:
+        db = sa.create_engine(url)
         with db.begin() as c:
             c.execute(sa.text("CREATE TABLE tickets (id int PRIMARY KEY, title text, body text, "
                               "updated_at timestamptz NOT NULL DEFAULT clock_timestamp())"))
             for i in range(50):
                 c.execute(sa.text("INSERT INTO tickets (id, title, body) VALUES (:i, :t, :b)"),
                           {"i": i, "t": f"Ticket {i}", "b": f"Printer {i} is out of toner."})
-        with tempfile.TemporaryDirectory() as t:
-            settings = load_settings(config=None, home=Path(t) / "home")
-            source = SourceConfig(name="tickets", type="sql", url=url, table="tickets",
-                                  key=["id"], text="{title}\n\n{body}", cursor="updated_at",
-                                  notify=notify, poll_interval=1.0)
-            settings.sources = [source]
-            engine = Engine(settings, embedder=embedder)
-            engine.sync("tickets")
-            keys: queue.Queue[list[str] | None] = queue.Queue()
-            ready = threading.Event()
-
-            def apply() -> None:  # one thread owns the source, as the watcher does
-                while not stop.is_set():
-                    try:
-                        batch = keys.get(timeout=1.0 if not notify else 0.2)
-                    except queue.Empty:
-                        batch = None
-                        if not notify:
-                            engine.sync("tickets")  # the cursor poll, every poll_interval
-                        continue
-                    if batch:
-                        engine.sync("tickets", keys=batch)
-
-            worker = threading.Thread(target=apply, daemon=True)
-            worker.start()
-            if notify:
-                threading.Thread(target=pg_notify.listen, args=(source, keys.put, stop),
-                                 kwargs={"ready": ready, "echo": None}, daemon=True).start()
-                ready.wait(30)
-            samples = []
-            for n in range(trials):
-                token = f"zq{uuid.uuid4().hex[:10]}"
-                start = time.perf_counter()
-                with db.begin() as c:
-                    c.execute(sa.text("UPDATE tickets SET body = :b, updated_at = "
-                                      "clock_timestamp() WHERE id = :i"),
-                              {"b": f"Escalated: {token}", "i": n % 50})
-                until(lambda token=token: any(token in h.text for h in engine.index.search(
-                    token, None, 1, Mode.keyword)))
-                samples.append(time.perf_counter() - start)
-            stop.set()
-            worker.join(10)
-            engine.close()
-    finally:
-        stop.set()
         db.dispose()
+        yield url
+    finally:
         with admin.connect() as c:
             c.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-    return dist(samples)
+
+
+def pg_trials(trials: int, notify: bool) -> dict[str, Any]:
+    """UPDATE (and, with notify, hard DELETE) of a row until `/search` of a running
+    `freshrag serve` shows it, with `freshrag watch` following the table."""
+    import sqlalchemy as sa
+
+    with pg_database() as url, tempfile.TemporaryDirectory() as t, \
+            services(Path(t), table_config(url, notify)) as api:
+        db = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+        search = Search(api, "tickets")
+        until(lambda: bool(search.hits("toner")), timeout=120)
+        if notify:  # the watcher installs the trigger on start; wait until it listens
+            until(lambda: "listening for notifications" in (Path(t) / "watch.log").read_text(),
+                  timeout=60)
+        updates, deletes = [], []
+        with db.connect() as c:
+            for n in range(trials):
+                token = f"zq{uuid.uuid4().hex[:10]}"
+                start = time.perf_counter()
+                c.execute(sa.text("UPDATE tickets SET body = :b, updated_at = clock_timestamp() "
+                                  "WHERE id = :i"), {"b": f"Escalated: {token}", "i": n % 50})
+                until(lambda token=token: bool(search.hits(token)))
+                updates.append(time.perf_counter() - start)
+                if notify and n % 5 == 0:  # a hard delete of a fresh row: no cursor sees it
+                    gone = f"gone{uuid.uuid4().hex[:10]}"
+                    c.execute(sa.text("INSERT INTO tickets (id, title, body) VALUES "
+                                      "(:i, 'Extra', :b)"), {"i": 1000 + n, "b": gone})
+                    until(lambda gone=gone: bool(search.hits(gone)))
+                    start = time.perf_counter()
+                    c.execute(sa.text("DELETE FROM tickets WHERE id = :i"), {"i": 1000 + n})
+                    until(lambda gone=gone: not search.hits(gone))
+                    deletes.append(time.perf_counter() - start)
+        db.dispose()
+    if not notify:
+        return {"freshness_pg_poll_s": dist(updates)}
+    return {"freshness_pg_notify_s": dist(updates), "freshness_pg_delete_s": dist(deletes)}
 
 
 def run(trials: int, embedder: Any = None) -> dict[str, Any]:
+    """Every figure through the product's commands (`freshrag watch` + `freshrag serve`); the
+    embedder argument is unused (each command loads its own model, as a user's does)."""
     out: dict[str, Any] = {}
     try:
         out.update(file_trials(trials))
     except Exception as exc:  # reported in the JSON, the other figures still run
         out["freshness_file_s"] = {"error": f"{type(exc).__name__}: {exc}"}
-    if embedder is None:
-        from freshrag.embed import SentenceTransformerEmbedder
-
-        embedder = SentenceTransformerEmbedder()
-    for key, notify in (("freshness_pg_notify_s", True), ("freshness_pg_poll_s", False)):
+    for keys, notify in ((("freshness_pg_notify_s", "freshness_pg_delete_s"), True),
+                         (("freshness_pg_poll_s",), False)):
         try:
-            out[key] = pg_trials(trials, notify, embedder)
+            out.update(pg_trials(trials, notify))
         except Exception as exc:
-            out[key] = {"error": f"{type(exc).__name__}: {exc}"}
+            out.update({k: {"error": f"{type(exc).__name__}: {exc}"} for k in keys})
     return out

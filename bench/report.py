@@ -38,6 +38,8 @@ def render_table(r: dict[str, Any]) -> str:
     for key, label, target in (("freshness_file_s", "file save → searchable", 1.0),
                                ("freshness_delete_s", "file delete → gone", 1.0),
                                ("freshness_pg_notify_s", "Postgres UPDATE (notify) → searchable",
+                                0.5),
+                               ("freshness_pg_delete_s", "Postgres hard DELETE (notify) → gone",
                                 1.0),
                                ("freshness_pg_poll_s", "Postgres UPDATE (poll only) → searchable",
                                 None)):

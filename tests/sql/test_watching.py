@@ -145,3 +145,22 @@ def test_a_trigger_that_cannot_be_installed_names_the_source(pg: Db, make: Any) 
     finally:
         pg.exec(f"DROP OWNED BY {role}")
         pg.exec(f"DROP ROLE {role}")
+
+
+def test_events_mode_listens_and_announces_the_notified_keys(pg: Db, make: Any,
+                                                             monkeypatch: Any) -> None:
+    import flows.watch as watch_module
+    from flows.watch import Watcher, WatchOptions
+
+    seed(pg, 2)
+    engine = make(pg, notify=True, poll_interval=3600)
+    announced: list[list[str] | None] = []
+    monkeypatch.setattr(watch_module, "announce", lambda batch: announced.append(batch.keys))
+    watcher = Watcher(engine.settings, ["tickets"], WatchOptions(mode="events", record="off"))
+    watcher.start()  # installs the trigger and listens before the start-up rescan
+    try:
+        assert watcher.loop(max_batches=1, max_seconds=30) == 1 and announced == [None]
+        pg.exec("DELETE FROM {t} WHERE id = 2")
+        assert watcher.loop(max_batches=1, max_seconds=30) == 1 and announced[-1] == ["2"]
+    finally:
+        watcher.shutdown()
