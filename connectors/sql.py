@@ -313,9 +313,13 @@ class SqlSource:
             state["cursor"] = su.dump_value(newest[0])
             state["key"] = [su.dump_value(v) for v in newest[1:]]
         due = time.time() - state.get("reconciled_at", 0) >= self.opts.reconcile_every
-        if due or self._force_reconcile or not self.reconcile_spaced:
-            yield from self._reconcile((set(known) | seen) - gone, known)
-            self._force_reconcile = False
+        forced, self._force_reconcile = self._force_reconcile, False
+        if due or forced or not self.reconcile_spaced:
+            try:
+                yield from self._reconcile((set(known) | seen) - gone, known)
+            except BaseException:
+                self._force_reconcile = self._force_reconcile or forced  # still owed
+                raise
             state["reconciled_at"] = polled_at
         state["polled_at"] = polled_at
         self._pending = state

@@ -180,3 +180,20 @@ def test_manual_sync_reconciles_deletes_and_readmes_curl_example_answers(
     hits = httpx.post(f"{base}/search", json={"query": "gammainvoice", "mode": "keyword",
                                                "filters": {"source": "tickets"}}).json()["hits"]
     assert [(h["doc_key"], h["title"]) for h in hits] == [("3", "Ticket 3")]
+
+
+def test_watch_exits_2_with_one_line_when_the_notify_trigger_cannot_be_installed(
+        project: Project, pg_url: str) -> None:
+    project_config(project, table_source("tickets", pg_url, "no_such_table", notify=True))
+    done = project.run("watch", "--record", "off", timeout=300)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2, done.stderr
+    assert lines[-1].startswith("freshrag: sources.tickets.notify: cannot install the notify "
+                                "trigger on \"no_such_table\""), done.stderr
+    assert "Traceback" not in done.stderr
+
+    project.write_config(project.config.read_text().replace(
+        'table = "no_such_table"', 'query = "SELECT 1 AS id, now() AS updated_at"'))
+    done = project.run("watch", "--record", "off", timeout=300)
+    assert done.returncode == 2 and "sources.tickets.notify: needs `table`" in done.stderr, \
+        done.stderr
