@@ -261,12 +261,14 @@ class SqlSource:
         return float(value) if value is not None else None
 
     def check(self, known: Mapping[str, Fingerprint]) -> list[Candidate]:
-        """What a sync would do now (poll and reconcile), read-only: nothing is committed."""
+        """What a sync would do now (poll and reconcile), read-only: nothing is committed.
+        Two attempts per query at most: a freshness check answers within a request's wait."""
         spaced, self.reconcile_spaced = self.reconcile_spaced, False
+        retries, self.opts.retries = self.opts.retries, min(self.opts.retries, 2)
         try:
             return list(self.scan(known))
         finally:
-            self.reconcile_spaced = spaced
+            self.reconcile_spaced, self.opts.retries = spaced, retries
             self._begin()
 
     # Source protocol ------------------------------------------------------------------------------
