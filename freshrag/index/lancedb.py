@@ -243,7 +243,14 @@ class LanceIndex:
             score_col, sign = "_distance", -1.0
         if where:
             query = query.where(where, prefilter=True)
-        rows = query.select([*_COLUMNS, score_col]).limit(k).to_list()
+        try:
+            rows = query.select([*_COLUMNS, score_col]).limit(k).to_list()
+        except ValueError as exc:
+            # Another process created the table and has not built its full-text index yet
+            # (the watcher's first write): nothing is keyword-searchable until it has.
+            if mode is Mode.keyword and "INVERTED index" in str(exc):
+                return []
+            raise
         # Cosine distance d in [0, 2]: report similarity 1 - d so higher is better everywhere.
         return [_to_hit(r, 1.0 - r[score_col] if sign < 0 else r[score_col]) for r in rows]
 
