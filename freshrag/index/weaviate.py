@@ -98,7 +98,7 @@ class WeaviateIndex:
             if not client.collections.exists(self.collection_name):
                 self._create(client)
             col = client.collections.get(self.collection_name)
-            problems = schema_problems(col.config.get(simple=True))
+            problems = schema_problems(col.config.get())  # full: it holds multi-tenancy
             if problems:
                 raise IndexMisconfigured(
                     f"Weaviate at {self.url}: collection {self.collection_name!r} exists with an "

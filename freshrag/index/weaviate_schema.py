@@ -95,6 +95,9 @@ def property_configs() -> list[Any]:
 def schema_problems(config: Any) -> list[str]:
     """What makes an existing collection unusable for freshrag (empty when it fits)."""
     problems = []
+    mt = getattr(config, "multi_tenancy_config", None)
+    if mt is not None and getattr(mt, "enabled", False):
+        problems.append("multi-tenancy is enabled (freshrag sends no tenant)")
     have = {p.name: p for p in config.properties}
     for want in PROPS:
         got = have.get(want.name)
@@ -112,9 +115,6 @@ def schema_problems(config: Any) -> list[str]:
             problems.append(f"property {want.name!r} is not filterable")
         if want.searchable and not got.index_searchable:
             problems.append(f"property {want.name!r} is not searchable")
-    mt = getattr(config, "multi_tenancy_config", None)
-    if mt is not None and getattr(mt, "enabled", False):
-        problems.append("multi-tenancy is enabled (freshrag sends no tenant)")
     vectors = config.vector_config or {}
     if VECTOR not in vectors:
         problems.append(f"named vector {VECTOR!r} is missing (found: {sorted(vectors) or 'none'})")
