@@ -161,5 +161,9 @@ def test_a_wrong_api_key_is_a_config_error(project: Project, server: Server) -> 
     (project.docs / "a.md").write_text("# A\n\nText.\n", encoding="utf-8")
     one_line_exit_2(project.run("sync"), "index.api_key")
     one_line_exit_2(project.run("search", "text"), "index.api_key")
+    watch = project.run("watch", "--record", "off", timeout=300)  # stops: retrying cannot help
+    said = [line for line in watch.stderr.splitlines() if line.startswith("freshrag:")]
+    assert watch.returncode == 2 and len(said) == 1, watch.stderr[-2000:]
+    assert "index.api_key" in said[0] and "Traceback" not in watch.stderr
     ok(project.run("sync", env={"FRESHRAG_INDEX__API_KEY": KEY}))
     wait_until(lambda: server.count("WrongKey") == 1, "the document written with the right key")
