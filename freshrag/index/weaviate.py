@@ -185,6 +185,10 @@ class WeaviateIndex:
             if errors:
                 named = ", ".join(f"{i}: {m}" for i, m in list(errors.items())[:5])
                 more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+                what = f"writing {len(errors)} objects ({WRITE_ATTEMPTS} attempts)"
+                refused = classify(Exception(f"{named}{more}"), self.url, what)
+                if isinstance(refused, IndexMisconfigured):  # e.g. a multi-tenant collection
+                    raise refused
                 raise IndexUnavailable(f"Weaviate at {self.url}: {len(errors)} objects were not "
                                        f"written after {WRITE_ATTEMPTS} attempts: {named}{more}")
 

@@ -331,3 +331,13 @@ def test_grpc_refuses_a_wrong_key(make_fake: Make, opened: list[Any]) -> None:
         col.query.fetch_objects(limit=1)
     with pytest.raises(IndexMisconfigured, match="index.api_key"):
         opened[-1].ids_for("docs", "guide/intro.md")
+
+
+def test_objects_refused_for_a_setting_are_misconfigured(make_fake: Make,
+                                                         opened: list[Any]) -> None:
+    fake = make_fake()
+    ix = adapter(fake, opened, collection="Tenanted")
+    ix.upsert(corpus())  # opened and checked while single-tenant
+    fake.store.get("Tenanted").schema["multiTenancyConfig"] = {"enabled": True}
+    with pytest.raises(IndexMisconfigured, match="index.collection"):
+        ix.upsert(corpus())
