@@ -18,6 +18,7 @@ from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from flows.engines import engine_for, settings_of
 from flows.table_feeds import trigger_warning
 from freshrag.config import ConfigError
+from freshrag.index import IndexMisconfigured
 from freshrag.model import SyncReport
 
 BATCH_KEYS = 500  # keys per task run; a reconcile smaller than this is one engine call
@@ -57,7 +58,7 @@ def _retryable(task: Any, task_run: Any, state: Any) -> bool:
         exc = state.result(raise_on_failure=False)
     except Exception:  # noqa: BLE001 - an unreadable result is treated as transient
         return True
-    return not isinstance(exc, ConfigError | KeyError)
+    return not isinstance(exc, ConfigError | KeyError | IndexMisconfigured)
 
 
 @task(name="detect", retries=2, retry_delay_seconds=2, cache_policy=NO_CACHE)

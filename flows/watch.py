@@ -22,6 +22,7 @@ from flows.feeds import FolderFeed, OverflowHook
 from flows.table_feeds import TableFeeds
 from freshrag.config import Settings
 from freshrag.engine import Engine
+from freshrag.index import IndexMisconfigured
 from freshrag.model import SyncReport
 
 log = logging.getLogger("freshrag.watch")
@@ -74,6 +75,7 @@ class Watcher:
         self._previous: dict[int, Any] = {}
         self._handler: Callable[[int, FrameType | None], None] | None = None
         self._startup: set[str] = set()
+        self.fatal: BaseException | None = None  # a refused setting: run() stops and raises it
 
     @property
     def engine(self) -> Engine:
@@ -129,6 +131,10 @@ class Watcher:
                 self.loop()
         finally:
             self.shutdown()
+        if self.fatal is not None:
+            if self._engine is not None:
+                self._engine.close()
+            raise self.fatal
 
     def shutdown(self) -> None:
         for feed in self.feeds:
@@ -209,6 +215,10 @@ class Watcher:
                 if self.options.record == "event":
                     emit_event(APPLIED, resource=resource(batch.source),
                                payload={"keys": len(batch.keys or []), **report.to_json()})
+        except IndexMisconfigured as exc:  # retrying cannot help: stop, the CLI exits 2
+            self.fatal = exc
+            self.stop()
+            return
         except Exception as exc:  # noqa: BLE001 - the watcher outlives a failed batch
             log.error("%s: batch (%s) failed: %s; will retry", batch.source, batch.label, exc)
             if batch.keys is None:

@@ -155,7 +155,13 @@ from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
 
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    from freshrag.index import IndexMisconfigured
+
+    try:
+        app()
+    except IndexMisconfigured as exc:  # any command (search, status, serve, ...): one line, 2
+        typer.echo(f"freshrag: index configuration refused: {exc}", err=True)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -37,13 +37,16 @@ def source_names(settings: Settings, sources: list[str] | None, folder: Path | N
 
 def stopped(exc: BaseException) -> NoReturn:
     """Exit 1 for a run that could not go on (busy source, index or source down, lock lost),
-    2 for configuration; anything else is a bug and propagates."""
+    2 for configuration (a bad key, or an index that refused it); anything else is a bug and
+    propagates."""
     from connectors import SourceError
-    from freshrag.index import IndexUnavailable
+    from freshrag.index import IndexMisconfigured, IndexUnavailable
     from freshrag.lock import LockLost, SourceBusy
 
     if isinstance(exc, ConfigError):
         _die(str(exc))
+    if isinstance(exc, IndexMisconfigured):
+        _die(f"index configuration refused, nothing was retried: {exc}")
     if isinstance(exc, SourceBusy):
         _die(str(exc), 1)
     labels = ((IndexUnavailable, "index unavailable"), (SourceError, "source unavailable"),

@@ -19,6 +19,9 @@ from pydantic_settings import (
 DEFAULT_CONFIG = "freshrag.toml"
 M = TypeVar("M", bound=BaseModel)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+# Weaviate's class names (entities/schema/validation.go:31), checked after the server upper-cases
+# the first letter (usecases/schema/class.go:110).
+COLLECTION_RE = re.compile(r"^[A-Z][_0-9A-Za-z]{0,254}$")
 
 
 class ConfigError(Exception):
@@ -33,6 +36,17 @@ class IndexConfig(BaseModel):
     grpc_port: int = 50051
     alpha: float = Field(0.5, ge=0.0, le=1.0)
     timeout_s: float = 30.0
+    # Weaviate's QUERY_MAXIMUM_RESULTS (the server's default; docker-compose.yml sets the same):
+    # no read asks for more objects than this at once, and a delete is repeated until done.
+    query_maximum_results: int = Field(10_000, ge=1)
+
+    @field_validator("collection")
+    @classmethod
+    def _collection(cls, value: str) -> str:
+        if not COLLECTION_RE.match(value[:1].upper() + value[1:]):
+            raise ValueError(f"{value!r} is not a collection name Weaviate accepts: a letter, "
+                             "then up to 254 letters, digits or '_'")
+        return value
 
     @field_validator("url")
     @classmethod

@@ -95,7 +95,8 @@ class Engine:
             ic = self.settings.index
             self._index = open_index(ic.url, self.settings.home, collection=ic.collection,
                                      api_key=ic.api_key, grpc_port=ic.grpc_port,
-                                     timeout_s=ic.timeout_s)
+                                     timeout_s=ic.timeout_s,
+                                     query_maximum_results=ic.query_maximum_results)
         return self._index
 
     def source(self, name: str) -> Source:
@@ -360,4 +361,5 @@ class Engine:
         return vectors
 
     def _retry(self, fn: Callable[[], Any]) -> Any:
+        # IndexMisconfigured is neither: a refused setting propagates at once, never retried.
         return retry(fn, (IndexUnavailable, OSError), what="index")

@@ -41,7 +41,8 @@ def decode_text(data: bytes) -> str:
 
 
 def kind_of(filename: str) -> str | None:
-    suffix = PurePosixPath(filename.lower()).suffix
+    # "notes.md " (a trailing space the file manager hides) is still Markdown
+    suffix = PurePosixPath(filename.lower().rstrip()).suffix
     return TEXT_KINDS.get(suffix) or BINARY_KINDS.get(suffix)
 
 

@@ -17,7 +17,7 @@ from freshrag.api.freshness import FreshnessTracker
 from freshrag.api.routes import protected, public
 from freshrag.api.settings import ApiSettings
 from freshrag.config import Settings, load_settings
-from freshrag.index import IndexUnavailable
+from freshrag.index import IndexMisconfigured, IndexUnavailable
 
 log = logging.getLogger("freshrag.api")
 
@@ -45,7 +45,8 @@ async def _start(state: AppState, engine: Any) -> None:
     state.model_loaded = True
     try:
         await run_in_threadpool(lambda: engine.index)
-    except IndexUnavailable as exc:  # serve anyway: /ready says why, searches answer 503
+    except (IndexUnavailable, IndexMisconfigured) as exc:
+        # serve anyway: /ready says why, searches answer 503
         log.warning("index unavailable at start: %s", exc)
     api = state.api
     state.freshness = FreshnessTracker(engine, api.freshness_ttl_ms / 1000, api.poll_ms / 1000,

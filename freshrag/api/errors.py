@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from freshrag.embed import EmbedError
-from freshrag.index import IndexUnavailable
+from freshrag.index import IndexMisconfigured, IndexUnavailable
 
 log = logging.getLogger("freshrag.api")
 
@@ -44,6 +44,12 @@ async def _unavailable(request: Request, exc: Exception) -> JSONResponse:
                         headers={"Retry-After": "5"})
 
 
+async def _misconfigured(request: Request, exc: Exception) -> JSONResponse:
+    log.error("%s %s: %s", request.method, request.url.path, exc)
+    return JSONResponse({"detail": "index misconfigured (the server log names the setting)"},
+                        status_code=503)
+
+
 async def _internal(request: Request, exc: Exception) -> JSONResponse:
     log.error("%s %s failed", request.method, request.url.path, exc_info=exc)
     return JSONResponse({"detail": "internal server error (logged on the server)"},
@@ -53,6 +59,7 @@ async def _internal(request: Request, exc: Exception) -> JSONResponse:
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(IndexUnavailable, _unavailable)
+    app.add_exception_handler(IndexMisconfigured, _misconfigured)
     app.add_exception_handler(EmbedError, _unavailable)
     app.add_exception_handler(Exception, _internal)
 

@@ -10,7 +10,14 @@ from freshrag.model import Filters, Hit, Mode, Record, SourceStats
 
 
 class IndexUnavailable(RuntimeError):
-    """The index cannot be reached or refused a write; the message names the index."""
+    """The index cannot be reached or failed a request; the message names the index. Transient:
+    callers retry it with backoff."""
+
+
+class IndexMisconfigured(RuntimeError):
+    """The index refused a request in a way only a configuration change fixes (a bad collection
+    name, a wrong API key, a limit above the server's): never retried; the message names the
+    setting (`index.collection`, `index.api_key`, ...). Not an IndexUnavailable on purpose."""
 
 
 class Index(Protocol):
@@ -69,7 +76,7 @@ def open_index(url: str, home: Path, dim: int | None = None, **options: Any) -> 
         from freshrag.index.weaviate import WeaviateIndex
 
         return WeaviateIndex(url, dim=dim, **options)
-    raise IndexUnavailable(
+    raise IndexMisconfigured(
         f"index.url {url!r}: unknown scheme (use weaviate://host:port, or leave it empty "
         "for the embedded index)"
     )

@@ -8,8 +8,10 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from freshrag.index import IndexUnavailable
+from freshrag.index import IndexMisconfigured, IndexUnavailable
 from freshrag.index.lancedb import fuse
+from freshrag.index.weaviate_errors import classify, errors_caught, message_of, vanished
+from freshrag.index.weaviate_read import read_document
 from freshrag.index.weaviate_schema import (
     RETURN_PROPS,
     VECTOR,
@@ -25,23 +27,27 @@ from freshrag.model import Filters, Hit, Mode, Record, SourceStats
 
 log = logging.getLogger("freshrag.index.weaviate")
 BATCH_SIZE = 100  # objects per gRPC BatchObjects request
-ID_CHUNK = 500  # ids per `id IN (...)` filter
-PAGE = 1000  # objects per read request
+ID_CHUNK = 500  # ids per `id IN (...)` filter (fewer when the server's limit is lower)
+PAGE = 1000  # objects per read request (fewer when the server's limit is lower)
 WRITE_ATTEMPTS = 3  # tries of the objects a batch reported as failed before giving up
-MAX_DELETE = 10_000  # Weaviate's default QUERY_MAXIMUM_RESULTS caps one batch delete
 
 
 class WeaviateIndex:
     """The `Index` Protocol on a Weaviate collection; connects on first use."""
 
     def __init__(self, url: str, dim: int | None = None, collection: str = "FreshragChunk",
-                 api_key: str = "", grpc_port: int = 50051, timeout_s: float = 30.0):
+                 api_key: str = "", grpc_port: int = 50051, timeout_s: float = 30.0,
+                 query_maximum_results: int = 10_000):
         self.url = url
         self.endpoint = parse_url(url, grpc_port)
         self.dim = dim or 0
         self.collection_name = collection
         self.api_key = api_key
         self.timeout_s = timeout_s
+        # Weaviate refuses a read whose offset + limit exceeds QUERY_MAXIMUM_RESULTS and deletes
+        # at most that many objects per batch delete: no request here asks for more.
+        self.page = max(1, min(PAGE, query_maximum_results))
+        self.id_chunk = max(1, min(ID_CHUNK, query_maximum_results))
         self._client: Any = None
         self._collection: Any = None
         self._lock = threading.Lock()
@@ -49,17 +55,16 @@ class WeaviateIndex:
     # connection -------------------------------------------------------------------------------
     @contextlib.contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        """Turn the client's connection, timeout and server errors into IndexUnavailable."""
-        import grpc
-        import httpx
-        from weaviate.exceptions import WeaviateBaseError
-
+        """Turn the client's errors into IndexUnavailable (an outage: retried) or
+        IndexMisconfigured (a rejection only a setting fixes: never retried)."""
         try:
             yield
-        except IndexUnavailable:
+        except (IndexUnavailable, IndexMisconfigured):
             raise
-        except (WeaviateBaseError, httpx.HTTPError, grpc.RpcError, OSError) as exc:
-            raise IndexUnavailable(f"Weaviate at {self.url}: {what} failed: {exc}") from exc
+        except errors_caught() as exc:
+            if vanished(exc):  # the collection was deleted: re-open it on the next attempt
+                self._collection = None
+            raise classify(exc, self.url, what) from exc
 
     def _connect(self) -> Any:
         import weaviate
@@ -71,8 +76,8 @@ class WeaviateIndex:
                                                   query=self.timeout_s, insert=self.timeout_s))
         if ep.cloud:
             if auth is None:
-                raise IndexUnavailable(f"index.url {self.url!r}: Weaviate Cloud needs "
-                                       "index.api_key (or FRESHRAG_INDEX__API_KEY)")
+                raise IndexMisconfigured(f"index.url {self.url!r}: Weaviate Cloud needs "
+                                         "index.api_key (or FRESHRAG_INDEX__API_KEY)")
             return weaviate.connect_to_weaviate_cloud(f"https://{ep.http_host}",
                                                       auth_credentials=auth,
                                                       additional_config=config)
@@ -93,9 +98,9 @@ class WeaviateIndex:
             if not client.collections.exists(self.collection_name):
                 self._create(client)
             col = client.collections.get(self.collection_name)
-            problems = schema_problems(col.config.get(simple=True))
+            problems = schema_problems(col.config.get())  # full: it holds multi-tenancy
             if problems:
-                raise IndexUnavailable(
+                raise IndexMisconfigured(
                     f"Weaviate at {self.url}: collection {self.collection_name!r} exists with an "
                     f"incompatible schema: {'; '.join(problems)}. Use another index.collection "
                     "or delete the collection; freshrag never recreates it on its own")
@@ -163,12 +168,16 @@ class WeaviateIndex:
                 with self._errors(f"writing {len(objs)} objects"):
                     try:
                         res = col.data.insert_many(objs)
-                        errors = {pending[n].id: str(getattr(e, "message", e))
-                                  for n, e in res.errors.items()}
+                        errors = {pending[n].id: message_of(e) for n, e in res.errors.items()}
                     except WeaviateInsertManyAllFailedError as exc:
                         errors = {r.id: str(exc) for r in pending}
                 if not errors:
                     break
+                if any(vanished(Exception(m)) for m in errors.values()):
+                    self._collection = None  # deleted under us: the engine's retry re-opens it
+                    raise IndexUnavailable(f"Weaviate at {self.url}: collection "
+                                           f"{self.collection_name!r} is gone: "
+                                           f"{next(iter(errors.values()))}")
                 log.warning("Weaviate at %s: %d of %d objects failed (attempt %d of %d): %s",
                             self.url, len(errors), len(pending), attempt, WRITE_ATTEMPTS,
                             next(iter(errors.values())))
@@ -176,32 +185,44 @@ class WeaviateIndex:
             if errors:
                 named = ", ".join(f"{i}: {m}" for i, m in list(errors.items())[:5])
                 more = f" and {len(errors) - 5} more" if len(errors) > 5 else ""
+                what = f"writing {len(errors)} objects ({WRITE_ATTEMPTS} attempts)"
+                refused = classify(Exception(f"{named}{more}"), self.url, what)
+                if isinstance(refused, IndexMisconfigured):  # e.g. a multi-tenant collection
+                    raise refused
                 raise IndexUnavailable(f"Weaviate at {self.url}: {len(errors)} objects were not "
                                        f"written after {WRITE_ATTEMPTS} attempts: {named}{more}")
 
-    def _delete_where(self, where: Any, what: str) -> tuple[int, int]:
-        with self._errors(what):
-            res = self._col().data.delete_many(where=where)
-        if res.failed:
-            raise IndexUnavailable(f"Weaviate at {self.url}: {what}: {res.failed} of "
-                                   f"{res.matches} objects were not deleted")
-        return int(res.successful), int(res.matches)
-
-    def delete(self, ids: Sequence[str]) -> None:
-        from weaviate.classes.query import Filter
-
-        for i in range(0, len(ids), ID_CHUNK):
-            part = list(ids[i:i + ID_CHUNK])
-            self._delete_where(Filter.by_id().contains_any(part), f"deleting {len(part)} ids")
-
-    def delete_document(self, source: str, doc_key: str) -> int:
+    def _delete_where(self, where: Any, what: str) -> int:
+        """One filter's objects deleted; the server deletes at most QUERY_MAXIMUM_RESULTS per
+        call but reports every match, so repeat until a call deletes all it matched."""
         total = 0
         while True:
-            done, matches = self._delete_where(self._doc_filter(source, doc_key),
-                                               f"deleting document {source}:{doc_key}")
-            total += done
-            if matches < MAX_DELETE:
+            with self._errors(what):
+                res = self._col().data.delete_many(where=where)
+            if res.failed:
+                raise IndexUnavailable(f"Weaviate at {self.url}: {what}: {res.failed} of "
+                                       f"{res.matches} objects were not deleted")
+            total += int(res.successful)
+            if not 0 < res.successful < res.matches:
                 return total
+
+    def delete(self, ids: Sequence[str]) -> None:
+        self._delete_ids(ids)
+
+    def _delete_ids(self, ids: Sequence[str]) -> int:
+        from weaviate.classes.query import Filter
+
+        done = 0
+        for i in range(0, len(ids), self.id_chunk):
+            part = list(ids[i:i + self.id_chunk])
+            done += self._delete_where(Filter.by_id().contains_any(part),
+                                       f"deleting {len(part)} ids")
+        return done
+
+    def delete_document(self, source: str, doc_key: str) -> int:
+        """By id, never by filter: FIELD equality trims whitespace on the server, so a filter on
+        `doc_key == "x.md"` would also delete the chunks of `"x.md "`."""
+        return self._delete_ids(list(self.ids_for(source, doc_key)))
 
     def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
                         source_modified_at: float) -> None:
@@ -221,51 +242,43 @@ class WeaviateIndex:
                         raise
 
     # reading ----------------------------------------------------------------------------------
-    @staticmethod
-    def _doc_filter(source: str, doc_key: str) -> Any:
-        from weaviate.classes.query import Filter
-
-        return (Filter.by_property("source").equal(source)
-                & Filter.by_property("doc_key").equal(doc_key))
-
-    def _fetch(self, where: Any, props: list[str], vector: bool = False) -> list[Any]:
-        """Every object matching `where`, page by page (limit+offset: up to Weaviate's
-        QUERY_MAXIMUM_RESULTS, 10,000 by default, per filter)."""
+    def _fetch(self, where: Any, props: list[str], limit: int, vector: bool = False
+               ) -> list[Any]:
+        """One read of at most `limit` objects, at offset 0 (never past the server's limit)."""
         col = self._col()
-        out: list[Any] = []
-        while True:
-            with self._errors("reading objects"):
-                res = col.query.fetch_objects(filters=where, limit=PAGE, offset=len(out),
-                                              return_properties=props,
-                                              include_vector=[VECTOR] if vector else False)
-            out += res.objects
-            if len(res.objects) < PAGE:
-                return out
+        with self._errors("reading objects"):
+            res = col.query.fetch_objects(filters=where, limit=limit, return_properties=props,
+                                          include_vector=[VECTOR] if vector else False)
+        return list(res.objects)
+
+    def _document(self, source: str, doc_key: str, props: list[str]) -> list[Any]:
+        """Every object of one document, compared exactly (see weaviate_read)."""
+        return read_document(self._fetch, source, doc_key, props, self.page, self.id_chunk)
 
     def _scan(self, props: list[str]) -> Iterator[Any]:
         """Every object of the collection (cursor over ids: no limit, no filter)."""
         col = self._col()
         with self._errors("scanning the collection"):
-            yield from col.iterator(return_properties=props, cache_size=PAGE)
+            yield from col.iterator(return_properties=props, cache_size=self.page)
 
     def ids_for(self, source: str, doc_key: str) -> dict[str, str]:
-        objs = self._fetch(self._doc_filter(source, doc_key), ["chunk_hash"])
+        objs = self._document(source, doc_key, ["chunk_hash"])
         return {str(o.uuid): o.properties.get("chunk_hash") or "" for o in objs}
 
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
         from weaviate.classes.query import Filter
 
         out: dict[str, list[float]] = {}
-        for i in range(0, len(ids), ID_CHUNK):
-            where = Filter.by_id().contains_any(list(ids[i:i + ID_CHUNK]))
-            for o in self._fetch(where, [], vector=True):
+        for i in range(0, len(ids), self.id_chunk):
+            part = list(ids[i:i + self.id_chunk])
+            for o in self._fetch(Filter.by_id().contains_any(part), [], len(part), vector=True):
                 vec = o.vector.get(VECTOR) if isinstance(o.vector, dict) else o.vector
                 if vec is not None:
                     out[str(o.uuid)] = [float(x) for x in vec]
         return out
 
     def get_document(self, source: str, doc_key: str) -> list[Hit]:
-        objs = self._fetch(self._doc_filter(source, doc_key), RETURN_PROPS)
+        objs = self._document(source, doc_key, RETURN_PROPS)
         return sorted((to_hit(o.uuid, o.properties, 0.0) for o in objs), key=lambda h: h.ordinal)
 
     def documents(self, source: str) -> dict[str, int]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from freshrag.index import IndexUnavailable
+from freshrag.index import IndexMisconfigured
 from freshrag.model import Hit, Record
 
 VECTOR = "default"  # the one named vector of the collection: we bring it (vectorizer none)
@@ -95,6 +95,9 @@ def property_configs() -> list[Any]:
 def schema_problems(config: Any) -> list[str]:
     """What makes an existing collection unusable for freshrag (empty when it fits)."""
     problems = []
+    mt = getattr(config, "multi_tenancy_config", None)
+    if mt is not None and getattr(mt, "enabled", False):
+        problems.append("multi-tenancy is enabled (freshrag sends no tenant)")
     have = {p.name: p for p in config.properties}
     for want in PROPS:
         got = have.get(want.name)
@@ -142,14 +145,14 @@ def parse_url(url: str, grpc_port: int) -> Endpoint:
     A Weaviate Cloud host (`*.weaviate.cloud`, `*.weaviate.network`) uses its `grpc-` twin."""
     parts = urlsplit(url)
     if parts.scheme not in ("weaviate", "http", "https") or not parts.hostname:
-        raise IndexUnavailable(f"index.url {url!r}: expected weaviate://host:port or "
-                               "http(s)://host[:port]")
+        raise IndexMisconfigured(f"index.url {url!r}: expected weaviate://host:port or "
+                                 "http(s)://host[:port]")
     secure = parts.scheme == "https"
     host = parts.hostname
     try:
         port = parts.port or (443 if secure else 8080)
     except ValueError as exc:
-        raise IndexUnavailable(f"index.url {url!r}: {exc}") from exc
+        raise IndexMisconfigured(f"index.url {url!r}: {exc}") from exc
     cloud = secure and host.endswith((".weaviate.cloud", ".weaviate.network"))
     if cloud:
         return Endpoint(host, 443, True, f"grpc-{host}", 443, True)

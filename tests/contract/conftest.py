@@ -13,7 +13,11 @@ import pytest
 from freshrag.index import Index
 from freshrag.index.lancedb import LanceIndex
 from freshrag.index.weaviate import WeaviateIndex
-from tests.fakes.weaviate_fake import FakeWeaviate
+from tests.fakes.weaviate_fake import FakeWeaviate, Limits
+
+# The fake runs with a small QUERY_MAXIMUM_RESULTS (the adapter told the same), so the contract's
+# large document (1,150 chunks) is read past the server's limit, as on a tightly set server.
+FAKE_MAXIMUM = 500
 
 
 @dataclass
@@ -33,16 +37,17 @@ class Backend:
 
 @pytest.fixture(scope="session")
 def weaviate_fake() -> Iterator[FakeWeaviate]:
-    fake = FakeWeaviate().start()
+    fake = FakeWeaviate(Limits(query_maximum_results=FAKE_MAXIMUM)).start()
     yield fake
     fake.stop()
 
 
 def _real_weaviate(collection: str) -> Callable[[int | None], Index]:
     url = os.environ["WEAVIATE_URL"]
-    return lambda dim: WeaviateIndex(url, dim=dim, collection=collection,
-                                     api_key=os.environ.get("WEAVIATE_API_KEY", ""),
-                                     grpc_port=int(os.environ.get("WEAVIATE_GRPC_PORT", "50051")))
+    return lambda dim: WeaviateIndex(
+        url, dim=dim, collection=collection, api_key=os.environ.get("WEAVIATE_API_KEY", ""),
+        grpc_port=int(os.environ.get("WEAVIATE_GRPC_PORT", "50051")),
+        query_maximum_results=int(os.environ.get("WEAVIATE_QUERY_MAXIMUM_RESULTS", "10000")))
 
 
 def _drop(index: Index, collection: str) -> None:
@@ -59,12 +64,13 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]
     elif request.param == "weaviate-fake":
         fake = request.getfixturevalue("weaviate_fake")
         b = Backend("weaviate-fake", lambda dim: WeaviateIndex(
-            fake.url, dim=dim, collection=collection, grpc_port=fake.grpc_port, timeout_s=5),
-            fake=fake)
+            fake.url, dim=dim, collection=collection, grpc_port=fake.grpc_port, timeout_s=5,
+            query_maximum_results=FAKE_MAXIMUM), fake=fake)
     else:
         if not os.environ.get("WEAVIATE_URL"):
             pytest.skip("real Weaviate: set WEAVIATE_URL (and WEAVIATE_GRPC_PORT, "
-                        "WEAVIATE_API_KEY if needed) to run the contract against it")
+                        "WEAVIATE_API_KEY, WEAVIATE_QUERY_MAXIMUM_RESULTS if needed) to run "
+                        "the contract against it")
         b = Backend("weaviate", _real_weaviate(collection))
     yield b
     if request.param == "weaviate" and b.opened:

@@ -11,8 +11,17 @@ from typing import Any
 
 from weaviate.proto.v1 import base_pb2
 
+from tests.fakes.weaviate_rules import (
+    Refused,
+    bm25_query_terms,
+    check_filterable,
+    check_searchable,
+    class_name,
+    terms,
+    word_terms,
+)
+
 _OP = base_pb2.Filters
-WORD = re.compile(r"[0-9A-Za-z]+")
 
 # What a real server fills in when a class is created with only the fields the client sends;
 # the client's config parser reads them back.
@@ -34,11 +43,6 @@ CLASS_DEFAULTS: dict[str, Any] = {
                        "desiredVirtualCount": 128, "actualVirtualCount": 128, "key": "_id",
                        "strategy": "hash", "function": "murmur3"},
 }
-
-
-def words(text: str) -> list[str]:
-    """Weaviate's `word` tokenization: alphanumeric runs, lowercased."""
-    return [w.lower() for w in WORD.findall(text)]
 
 
 def with_defaults(cls: dict[str, Any]) -> dict[str, Any]:
@@ -71,8 +75,22 @@ class Collection:
     def types(self) -> dict[str, str]:
         return {p["name"]: p["dataType"][0] for p in self.schema.get("properties", [])}
 
+    def prop(self, name: str) -> dict[str, Any] | None:
+        return next((p for p in self.schema.get("properties", []) if p["name"] == name), None)
+
     # filters ----------------------------------------------------------------------------------
+    def check(self, f: Any) -> None:
+        """Refuse a filter on a property without the index it needs (weaviate_rules)."""
+        if f.operator in (_OP.OPERATOR_AND, _OP.OPERATOR_OR, _OP.OPERATOR_NOT):
+            for g in f.filters:
+                self.check(g)
+            return
+        name = f.target.property if f.HasField("target") else f.on[-1]
+        check_filterable(self.prop(name), name)
+
     def matches(self, obj: Obj, f: Any) -> bool:
+        """One object against a filter, on the terms the inverted index would hold: text values
+        tokenized as their property says (FIELD trims, WORD splits), filter values too."""
         op = f.operator
         if op == _OP.OPERATOR_AND:
             return all(self.matches(obj, g) for g in f.filters)
@@ -80,36 +98,40 @@ class Collection:
             return any(self.matches(obj, g) for g in f.filters)
         if op == _OP.OPERATOR_NOT:
             return not any(self.matches(obj, g) for g in f.filters)
-        prop = f.target.property if f.HasField("target") else f.on[-1]
-        have = obj.id if prop == "_id" else obj.props.get(prop)
-        values = have if isinstance(have, list) else [have]
+        name = f.target.property if f.HasField("target") else f.on[-1]
+        prop = self.prop(name)
+        have = [obj.id] if name == "_id" else terms(prop, obj.props.get(name))
         kind = f.WhichOneof("test_value")
         want = getattr(f, kind) if kind else None
-        if kind and kind.endswith("_array"):
-            want = list(want.values)
-        if op == _OP.OPERATOR_EQUAL:
-            return want in values
+        wants = list(want.values) if kind and kind.endswith("_array") else [want]
+        if name != "_id":
+            wants = [t for w in wants for t in (terms(prop, w, filter_value=True) or [w])]
+        if op == _OP.OPERATOR_EQUAL:  # every term of the value (one for FIELD)
+            return all(w in have for w in wants)
         if op == _OP.OPERATOR_NOT_EQUAL:
-            return want not in values
-        if op == _OP.OPERATOR_LIKE:
-            pattern = re.escape(str(want)).replace(r"\*", ".*").replace(r"\?", ".")
-            return any(isinstance(v, str) and re.fullmatch(pattern, v, re.S) for v in values)
+            return not all(w in have for w in wants)
+        if op == _OP.OPERATOR_LIKE:  # adapters/repos/db/inverted/like_regexp.go:41-46
+            pattern = re.escape(str(wants[0])).replace(r"\*", ".*").replace(r"\?", ".")
+            return any(isinstance(v, str) and re.fullmatch(pattern, v) for v in have)
         if op == _OP.OPERATOR_CONTAINS_ANY:
-            return any(w in values for w in want)
+            return any(w in have for w in wants)
         if op == _OP.OPERATOR_CONTAINS_ALL:
-            return all(w in values for w in want)
+            return all(w in have for w in wants)
         if op in (_OP.OPERATOR_GREATER_THAN, _OP.OPERATOR_GREATER_THAN_EQUAL,
                   _OP.OPERATOR_LESS_THAN, _OP.OPERATOR_LESS_THAN_EQUAL):
-            if have is None:
+            value = obj.props.get(name)
+            if value is None:
                 return False
-            return {_OP.OPERATOR_GREATER_THAN: have > want,
-                    _OP.OPERATOR_GREATER_THAN_EQUAL: have >= want,
-                    _OP.OPERATOR_LESS_THAN: have < want,
-                    _OP.OPERATOR_LESS_THAN_EQUAL: have <= want}[op]
+            return {_OP.OPERATOR_GREATER_THAN: value > want,
+                    _OP.OPERATOR_GREATER_THAN_EQUAL: value >= want,
+                    _OP.OPERATOR_LESS_THAN: value < want,
+                    _OP.OPERATOR_LESS_THAN_EQUAL: value <= want}[op]
         raise NotImplementedError(f"fake Weaviate: filter operator {op}")
 
     def select(self, f: Any | None) -> list[Obj]:
         """Matching objects in id order (the order real Weaviate uses for plain fetches)."""
+        if f is not None:
+            self.check(f)
         objs = sorted(self.objects.values(), key=lambda o: o.id)
         return [o for o in objs if f is None or self.matches(o, f)]
 
@@ -127,14 +149,17 @@ class Collection:
         return sorted(out, key=lambda pair: (pair[1], pair[0].id))
 
     def bm25(self, objs: list[Obj], query: str, props: list[str]) -> list[tuple[Obj, float]]:
-        """Okapi BM25 (k1 1.2, b 0.75) over the searchable text properties; idf over all objects."""
+        """Okapi BM25 (k1 1.2, b 0.75) over the searchable text properties; idf over all objects;
+        query terms as weaviate_rules.bm25_query_terms makes them (stopwords out, repeats boost)."""
         if not props:
             props = [p["name"] for p in self.schema.get("properties", [])
                      if p.get("indexSearchable")]
-        terms = set(words(query))
+        for name in props:
+            check_searchable(self.prop(name), name)
+        query_terms = bm25_query_terms(query)
 
         def tokens(o: Obj) -> list[str]:
-            return [w for p in props for w in words(str(o.props.get(p) or ""))]
+            return [w for p in props for w in word_terms(str(o.props.get(p) or ""))]
 
         corpus = [tokens(o) for o in self.objects.values()]
         n = len(corpus) or 1
@@ -145,9 +170,10 @@ class Collection:
             toks = tokens(o)
             tf = Counter(toks)
             score = 0.0
-            for t in terms & tf.keys():
+            for t in query_terms.keys() & tf.keys():
                 idf = math.log(1 + (n - df[t] + 0.5) / (df[t] + 0.5))
-                score += idf * tf[t] * 2.2 / (tf[t] + 1.2 * (0.25 + 0.75 * len(toks) / avg))
+                score += (query_terms[t] * idf * tf[t] * 2.2
+                          / (tf[t] + 1.2 * (0.25 + 0.75 * len(toks) / avg)))
             if score > 0:
                 out.append((o, score))
         return sorted(out, key=lambda pair: (-pair[1], pair[0].id))
@@ -161,7 +187,16 @@ class Store:
         self.lock = threading.RLock()
 
     def get(self, name: str) -> Collection:
-        for key, col in self.collections.items():
-            if key.lower() == name.lower():
-                return col
-        raise KeyError(name)
+        """usecases/schema/class.go:53,65: the first letter is upper-cased, the rest is exact."""
+        try:
+            return self.collections[class_name(name)]
+        except Refused:
+            raise KeyError(name) from None
+
+    def create(self, schema: dict[str, Any]) -> Collection:
+        col = self.collections[schema["class"]] = Collection(schema)
+        return col
+
+    def similar(self, name: str) -> str | None:
+        """cluster/schema/manager.go:124,136: a new class may not differ from one only in case."""
+        return next((k for k in self.collections if k.lower() == name.lower()), None)

@@ -12,13 +12,13 @@ import pytest
 import freshrag.engine
 from freshrag.embed import SentenceTransformerEmbedder
 from freshrag.engine import Engine
-from freshrag.index import IndexUnavailable
+from freshrag.index import IndexMisconfigured, IndexUnavailable
 from freshrag.index.weaviate import WeaviateIndex
 from freshrag.model import Filters, Mode
 from freshrag.retry import retry
 from tests.conftest import folder_settings
 from tests.corpus import markdown_doc
-from tests.fakes.weaviate_fake import FakeWeaviate
+from tests.fakes.weaviate_fake import FakeWeaviate, Limits
 
 
 @pytest.fixture
@@ -119,3 +119,28 @@ def test_failed_write_never_advances_the_ledger(engine: Engine, fake: FakeWeavia
     assert (recovered.added, recovered.failed) == (1, 0)
     assert engine.ledger.get("docs", "b.md") is not None
     assert top(engine, "silver spoon") == "b.md"
+
+
+def test_a_refused_setting_stops_the_sync_at_once_without_retries(
+        tmp_path: Path, embedder: SentenceTransformerEmbedder,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(freshrag.engine, "retry", functools.partial(retry, sleep=slept.append))
+    strict = FakeWeaviate(Limits(query_maximum_results=10)).start()
+    try:
+        settings = folder_settings(tmp_path / "home", tmp_path / "docs")
+        settings.index.url, settings.index.grpc_port = strict.url, strict.grpc_port
+        write(tmp_path / "docs/a.md", "# A\n\nThe first document mentions the copper kettle.\n")
+        eng = Engine(settings, embedder=embedder)  # index.query_maximum_results: 10,000
+        with pytest.raises(IndexMisconfigured, match="index.query_maximum_results"):
+            eng.sync("docs")
+        refused = [s for s in strict.grpc_calls("Search") if s.limit > 10]
+        assert slept == [] and len(refused) == 1  # asked once, never retried
+        assert eng.ledger.get("docs", "a.md") is None
+        eng.close()
+        settings.index.query_maximum_results = 10
+        eng = Engine(settings, embedder=embedder)
+        assert eng.sync("docs").added == 1
+        eng.close()
+    finally:
+        strict.stop()
