@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -17,6 +19,33 @@ from freshrag.model import Filters, Mode, SyncReport
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep a retrieval index true to folders and tables that keep changing.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from freshrag import __version__
+
+        typer.echo(f"freshrag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Path to freshrag.toml (before or after the command).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="State folder (before or after the command).")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Keep a retrieval index true to folders and tables that keep changing."""
+    # Given before the command, they act as FRESHRAG_CONFIG / FRESHRAG_HOME for this run, so
+    # every command (and `sql ...`) sees them; the same option after the command wins.
+    if config is not None:
+        os.environ["FRESHRAG_CONFIG"] = str(config.absolute())
+    if home is not None:
+        os.environ["FRESHRAG_HOME"] = str(home.absolute())
 
 def _engine(settings: Settings) -> Any:
     from freshrag.engine import Engine
@@ -90,7 +119,17 @@ def search(
     settings = settings_for(config, home)
     engine = _engine(settings)
     try:
+        if source is not None:
+            known = list(dict.fromkeys([s.name for s in settings.sources]
+                                       + engine.ledger.sources()))
+            if source not in known:
+                _die(f"--source: unknown source {source!r} (known: "
+                     f"{', '.join(known) or 'none'})")
         hits = engine.search(query, k, mode, filters=Filters(source=source) if source else None)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        stopped(exc)
     finally:
         engine.close()
     if as_json:
@@ -148,9 +187,29 @@ app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigge
 from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
 
 
+def _click_exceptions() -> Any:
+    import importlib
+
+    try:  # typer >= 0.2x carries its own copy of click
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    app()
+    cx = _click_exceptions()
+    try:
+        code = app(prog_name="freshrag", standalone_mode=False)
+    except cx.UsageError as exc:  # a bad option, value or command: one line, exit 2
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            where = exc.ctx.command_path if exc.ctx is not None else "freshrag"
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "")
+            typer.echo(f"{where}: {message}", err=True)
+        code = 2
+    except (getattr(cx, "Abort", typer.Abort), typer.Abort):
+        code = 1
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",
                                                 help="Path to freshrag.toml.")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="FRESHRAG_HOME",
-                                              help="State folder (default ./.freshrag).")]
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", envvar="FRESHRAG_HOME", help="State folder, from the current folder (default: "
+    ".freshrag beside the config file, else ./.freshrag).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 

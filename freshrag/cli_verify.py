@@ -37,13 +37,17 @@ def source_names(settings: Settings, sources: list[str] | None, folder: Path | N
 
 def stopped(exc: BaseException) -> NoReturn:
     """Exit 1 for a run that could not go on (busy source, index or source down, lock lost),
-    2 for configuration; anything else is a bug and propagates."""
+    2 for configuration (a model that cannot be loaded included); anything else is a bug and
+    propagates."""
     from connectors import SourceError
+    from freshrag.embed import EmbedError
     from freshrag.index import IndexUnavailable
     from freshrag.lock import LockLost, SourceBusy
 
     if isinstance(exc, ConfigError):
         _die(str(exc))
+    if isinstance(exc, EmbedError):
+        _die(f"model.name: {exc}")
     if isinstance(exc, SourceBusy):
         _die(str(exc), 1)
     labels = ((IndexUnavailable, "index unavailable"), (SourceError, "source unavailable"),
