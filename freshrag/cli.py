@@ -17,6 +17,7 @@ from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, st
 from freshrag.config import Settings
 from freshrag.model import Filters, Mode, SyncReport
 
+SHOW_SKIPPED = 20  # skipped files listed by a sync's text output
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep a retrieval index true to folders and tables that keep changing.")
 
@@ -99,6 +100,11 @@ def _print_report(report: SyncReport) -> None:
     chunks = ", ".join(f"{v} {k}" for k, v in d["chunks"].items() if v)
     typer.echo(f"documents: {docs or 'no changes'}")
     typer.echo(f"chunks: {chunks or 'none written'}")
+    for item in report.skipped_items[:SHOW_SKIPPED]:
+        typer.echo(f"skipped: {item['source']}: {item['key']}: {item['reason']}")
+    if report.skipped > SHOW_SKIPPED:
+        typer.echo(f"skipped: ... and {report.skipped - SHOW_SKIPPED} more (sync --json lists "
+                   "them all)")
     for err in report.errors:
         typer.echo(f"error: {err['source']}: {err['key']}: {err['error']}", err=True)
     typer.echo(f"took {report.seconds:.2f} s")
@@ -151,7 +157,9 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
 
     engine = _engine(settings)
     try:
-        rows = source_status(engine)
+        rows = source_status(engine, with_skipped=True)
+    except Exception as exc:
+        stopped(exc)
     finally:
         engine.close()
     if as_json:
@@ -161,9 +169,12 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
         typer.echo("no sources synced yet")
     for row in rows:
         typer.echo(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, "
-                   f"last sync {row['last_sync_end_iso'] or 'never'}, {len(row['errors'])} errors")
+                   f"last sync {row['last_sync_end_iso'] or 'never'}, {len(row['errors'])} errors"
+                   f", {len(row['skipped'])} skipped")
         for err in row["errors"][:10]:
             typer.echo(f"  error: {err['key']}: {err['error']}")
+        for item in row["skipped"][:10]:
+            typer.echo(f"  skipped: {item['key']}: {item['reason']}")
 
 
 @app.command()
