@@ -78,20 +78,25 @@ def verify(
 
     engine = Engine(settings)
     engine.lock_wait_s = wait
+    repaired: list[dict[str, Any]] = []
     try:
         verifier = Verifier(engine, deep=deep)
         drift = verifier.verify(names)
         if repair and not drift.ok:
-            _print_drift(drift, "found", err=True)
-            verifier.repair(drift)
+            if not as_json:
+                _print_drift(drift, "found", err=True)
+            repaired = verifier.repair(drift)
             drift = verifier.verify(names)
     except Exception as exc:
         stopped(exc)
     finally:
         engine.close()
     if as_json:
-        typer.echo(json.dumps(drift.to_json()))
+        typer.echo(json.dumps({**drift.to_json(), **({"repaired": repaired} if repair else {})}))
     else:
+        for item in repaired:
+            typer.echo(f"repaired: {item['kind']}: {item['source']}: {item['key']}: "
+                       f"{item['action']}")
         _print_drift(drift, "after repair" if repair else "checked")
     raise typer.Exit(0 if drift.ok else 1)
 
