@@ -189,7 +189,15 @@ def serve(
 
     from freshrag.api import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    engine = _engine(settings)
+    try:
+        try:  # load the model before listening: a bad model.name is one line, exit 2
+            engine.embedder.embed(["ready"])
+        except Exception as exc:
+            stopped(exc)
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    finally:
+        engine.close()
 
 
 app.command()(verify)

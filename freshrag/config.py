@@ -186,7 +186,7 @@ def _read_toml(path: Path) -> dict[str, Any]:
 
 
 def _check_sources(settings: Settings, origin: str) -> None:
-    from connectors import source_types
+    from connectors import check_options, source_types
 
     names = [s.name for s in settings.sources]
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -197,6 +197,7 @@ def _check_sources(settings: Settings, origin: str) -> None:
         if src.type not in known:
             raise ConfigError(f"sources.{src.name}.type: unknown source type {src.type!r} "
                               f"(known: {', '.join(known)})")
+        check_options(src)
 
 
 def load_settings(config: Path | None = None, home: Path | None = None,

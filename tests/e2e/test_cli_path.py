@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from freshrag import __version__
-from tests.e2e.userpath import Project
+from tests.e2e.userpath import Project, free_port
 
 CONFIG = """\
 home = "state"
@@ -129,11 +129,8 @@ def test_bad_input_is_one_line_and_exit_2(project: Project) -> None:
     one_line_exit_2(project.run("sync", "--bogus"), "--bogus")
     one_line_exit_2(project.run("nosuch", with_config=False), "nosuch")
 
-    (project.docs / "a.md").write_text("# A\n\nSome text.\n")
-    project.write_config('[model]\nname = "no-such-model"\n'
-                         '[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\n')
-    one_line_exit_2(project.run("sync"), "model.name", "no-such-model")
-    one_line_exit_2(project.run("search", "x"), "model.name", "no-such-model")
+    project.write_config('[[sources]]\nname = "docs"\ntype = "folder"\npaht = "docs"\n')
+    one_line_exit_2(project.run("status"), "sources.docs.path")  # a typo'd key, for every command
 
     project.write_config('home = \n')
     one_line_exit_2(project.run("status"), "not valid TOML", "line 1")
@@ -172,3 +169,13 @@ def test_home_and_version(project: Project) -> None:
     assert project.run("status").returncode == 0
     assert (project.root / "db" / "ledger.db").is_file()
     assert {p.name for p in project.elsewhere.iterdir()} == {"h1", "h2", "h3"}
+
+
+@pytest.mark.slow
+def test_a_model_that_cannot_load_is_one_line_and_exit_2(project: Project) -> None:
+    (project.docs / "a.md").write_text("# A\n\nSome text.\n")
+    project.write_config('[model]\nname = "no-such-model"\n'
+                         '[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\n')
+    one_line_exit_2(project.run("sync"), "model.name", "no-such-model")
+    one_line_exit_2(project.run("search", "x"), "model.name", "no-such-model")
+    one_line_exit_2(project.run("serve", "--port", str(free_port())), "model.name")
