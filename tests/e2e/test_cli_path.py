@@ -170,6 +170,18 @@ def test_home_and_version(project: Project) -> None:
     assert (project.root / "db" / "ledger.db").is_file()
     assert {p.name for p in project.elsewhere.iterdir()} == {"h1", "h2", "h3"}
 
+    # the home inside the folder it indexes, and hidden files: neither documents nor skipped
+    project.write_config('home = "docs/state"\n'
+                         '[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\n')
+    (project.docs / ".notes.xyz").write_text("hidden")
+    (project.docs / ".cache").mkdir()
+    (project.docs / ".cache" / "blob.bin").write_bytes(b"\x00")
+    assert project.run("status").returncode == 0  # creates docs/state/ledger.db
+    report = project.json("sync")
+    assert (project.docs / "state" / "ledger.db").is_file()
+    assert report["documents"] == {**report["documents"], "added": 0, "failed": 0, "skipped": 0}
+    assert report["skipped"] == [] and report["errors"] == []
+
 
 @pytest.mark.slow
 def test_a_model_that_cannot_load_is_one_line_and_exit_2(project: Project) -> None:
