@@ -139,17 +139,20 @@ class FolderSource:
             elif stat.S_ISREG(st.st_mode) and self.wanted(child):
                 yield child, st, None
             elif stat.S_IFMT(st.st_mode) in _KINDS and self.wanted(child):
-                yield child, None, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
+                yield child, st, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
 
     @staticmethod
     def _candidate(rel: str, st: os.stat_result | None, error: str | None) -> Candidate:
+        """A walked entry as a candidate. `st` is set for files (regular or special); the
+        parse stage says from the name which files are skipped, before any other check."""
         key = key_of(rel)
-        if error is None:  # the parse stage says, from the name, which files it skips
+        if st is not None:
             skipped = skip_reason(key.rsplit("/", 1)[-1])
             if skipped is not None:
                 return Candidate(key, None, skipped=skipped)
-        return Candidate(key, fingerprint_of(st) if st is not None and error is None else None,
-                         error=error)
+        if error is not None or st is None:
+            return Candidate(key, None, error=error or "cannot stat")
+        return Candidate(key, fingerprint_of(st))
 
     # Source protocol ----------------------------------------------------------------------------
     def scan(self, known: Mapping[str, Fingerprint]) -> Iterator[Candidate]:

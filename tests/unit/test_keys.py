@@ -18,11 +18,14 @@ def test_scan_watcher_and_read_agree_on_a_non_utf8_name(tmp_path: Path) -> None:
     with open(raw, "wb") as fh:
         fh.write(b"# Menu\n\nSoup.\n")
     (root / "skip.xyz").write_text("x")
+    os.mkfifo(root / "app.sock")  # a special file of a type never indexed: skipped, not failed
     settings = load_settings(config=None, home=tmp_path / "home")
     src = FolderSource(SourceConfig(name="docs", type="folder", path=str(root)), settings)
     cands = {c.key: c for c in src.scan({})}
-    assert set(cands) == {"sub/men%FC 100%25.md", "skip.xyz"}
+    assert set(cands) == {"sub/men%FC 100%25.md", "skip.xyz", "app.sock"}
     assert cands["skip.xyz"].skipped == "unsupported file type .xyz"
+    assert cands["app.sock"].skipped == "unsupported file type .sock"
+    assert cands["app.sock"].error is None
     assert cands["skip.xyz"].fingerprint is None
     key = "sub/men%FC 100%25.md"
     assert cands[key].fingerprint is not None and cands[key].error is None
