@@ -51,7 +51,10 @@ def _options(
 def _engine(settings: Settings) -> Any:
     from freshrag.engine import Engine
 
-    return Engine(settings)
+    try:
+        return Engine(settings)
+    except Exception as exc:  # the ledger cannot be opened: one line, never a traceback
+        stopped(exc, writing=False)
 
 
 def _sync_one(engine: Any, name: str, show_bar: bool) -> SyncReport:
@@ -135,7 +138,7 @@ def search(
     except typer.Exit:
         raise
     except Exception as exc:
-        stopped(exc)
+        stopped(exc, writing=False)
     finally:
         engine.close()
     if as_json:
@@ -159,7 +162,7 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
     try:
         rows = source_status(engine, with_skipped=True)
     except Exception as exc:
-        stopped(exc)
+        stopped(exc, writing=False)
     finally:
         engine.close()
     if as_json:
@@ -194,7 +197,7 @@ def serve(
         try:  # load the model before listening: a bad model.name is one line, exit 2
             engine.embedder.embed(["ready"])
         except Exception as exc:
-            stopped(exc)
+            stopped(exc, writing=False)
         uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
     finally:
         engine.close()

@@ -18,7 +18,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document o
 
 
 def _die(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"freshrag: {message}", err=True)
+    """Exit with one line on stderr (a library's multi-line message is joined)."""
+    typer.echo(f"freshrag: {' '.join(message.split())}", err=True)
     raise typer.Exit(code)
 
 

@@ -236,6 +236,8 @@ def load_settings(config: Path | None = None, home: Path | None = None,
     home_dir = cwd if home is not None or _given("home") else file_dir
     if not settings.home.is_absolute():
         settings.home = (home_dir / settings.home).resolve()
+    if settings.home.exists() and not settings.home.is_dir():
+        raise ConfigError(f"home: {settings.home} is not a folder")
     settings.ledger_url = _absolute_url(
         settings.ledger_url, cwd if _given("ledger_url") else file_dir)
     settings.index.url = _absolute_url(

@@ -132,6 +132,21 @@ def test_bad_input_is_one_line_and_exit_2(project: Project) -> None:
     project.write_config('[[sources]]\nname = "docs"\ntype = "folder"\npaht = "docs"\n')
     one_line_exit_2(project.run("status"), "sources.docs.path")  # a typo'd key, for every command
 
+    project.write_config('[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\n')
+    (project.elsewhere / "afile").write_text("")
+    one_line_exit_2(project.run("status", "--home", "afile"), "home:", "not a folder")
+    (project.elsewhere / "afile").unlink()
+    project.write_config('ledger_url = "nosuchdb://x"\n')
+    one_line_exit_2(project.run("status"), "ledger_url:", "nosuchdb")
+    # a server that is down is not the user's typo: exit 1, still one line
+    for text, word in (('ledger_url = "postgresql+psycopg://u@127.0.0.1:1/x"\n',
+                        "ledger unavailable"),
+                       ('[index]\nurl = "weaviate://127.0.0.1:1"\n', "index unavailable")):
+        project.write_config(text)
+        down = project.run("status")
+        assert down.returncode == 1 and len(down.stderr.strip().splitlines()) == 1, down.stderr
+        assert word in down.stderr
+
     project.write_config('home = \n')
     one_line_exit_2(project.run("status"), "not valid TOML", "line 1")
     project.config.write_bytes(b'home = "caf\xe9"\n')
