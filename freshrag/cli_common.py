@@ -36,3 +36,14 @@ def settings_for(config: Path | None, home: Path | None, folder: Path | None = N
         return settings
     except ConfigError as exc:
         _die(str(exc))
+
+
+def check_model(settings: Settings) -> None:
+    """Load the model's tokenizer (fast) before a long-running command starts, so that a
+    model.name that cannot load is one line and exit 2, not a retry loop."""
+    from freshrag.embed import EmbedError, SentenceTransformerEmbedder
+
+    try:
+        _ = SentenceTransformerEmbedder(settings.model.name).tokenizer
+    except EmbedError as exc:
+        _die(f"model.name: {exc}")

@@ -206,3 +206,5 @@ def test_a_model_that_cannot_load_is_one_line_and_exit_2(project: Project) -> No
     one_line_exit_2(project.run("sync"), "model.name", "no-such-model")
     one_line_exit_2(project.run("search", "x"), "model.name", "no-such-model")
     one_line_exit_2(project.run("serve", "--port", str(free_port())), "model.name")
+    one_line_exit_2(project.run("watch", "--record", "off"), "model.name", "no-such-model")
+    one_line_exit_2(project.run("up", "--no-api", "--record", "off"), "model.name")
