@@ -86,23 +86,32 @@ def _notebook_elements(text: str) -> list[Element]:
     """A Jupyter notebook's cells: Markdown headings become titles; code cells stay whole;
     outputs are left out."""
     try:
-        cells = json.loads(text).get("cells", [])
-        assert isinstance(cells, list)
-    except (json.JSONDecodeError, AttributeError, AssertionError) as exc:
+        notebook = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ParseError(f"not a Jupyter notebook: {exc}") from exc
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        raise ParseError("not a Jupyter notebook: no list of cells")
     out: list[Element] = []
     for cell in cells:
-        source = cell.get("source", "") if isinstance(cell, dict) else ""
-        body = "".join(source) if isinstance(source, list) else str(source)
-        if cell.get("cell_type") == "markdown":
-            for block in _plain_elements(body):
-                heading = re.match(r"(#{1,6})\s+(.*)", block.text)
-                if heading and "\n" not in block.text:
-                    out.append(Element(heading.group(2), "title", depth=len(heading.group(1))))
-                else:
-                    out.append(block)
-        elif body.strip():
-            out.append(Element(body.strip("\n")))
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        body = "".join(map(str, source)) if isinstance(source, list) else str(source)
+        if cell.get("cell_type") != "markdown":
+            if body.strip():
+                out.append(Element(body.strip("\n")))
+            continue
+        for block in _plain_elements(body):
+            first, _, rest = block.text.partition("\n")
+            heading = re.match(r"(#{1,6})\s+(.*)", first)
+            if heading:
+                out.append(Element(heading.group(2).strip(), "title",
+                                   depth=len(heading.group(1))))
+                if rest.strip():
+                    out.append(Element(rest.strip("\n")))
+            else:
+                out.append(block)
     return out
 
 
