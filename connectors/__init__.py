@@ -38,9 +38,35 @@ _REGISTRY: dict[str, str] = {
 }
 
 
-def register(type_name: str, target: str) -> None:
-    """Register a source type as 'module:Class'."""
+# Each type's own keys, validated when the config is loaded (by every command): a pydantic
+# model, or a function that validates the config entry.
+_OPTIONS: dict[str, str] = {
+    "folder": "connectors.folder:FolderOptions",
+    "sql": "connectors.sql_options:parse_options",
+}
+
+
+def register(type_name: str, target: str, options: str | None = None) -> None:
+    """Register a source type as 'module:Class' (and its options, 'module:Model' or
+    'module:function')."""
     _REGISTRY[type_name] = target
+    if options is not None:
+        _OPTIONS[type_name] = options
+
+
+def check_options(config: Any) -> None:
+    """Validate a `[[sources]]` entry's own keys without building the source (no I/O);
+    raises ConfigError naming the key."""
+    import importlib
+
+    target = _OPTIONS.get(config.type)
+    if target is not None:
+        module_name, attr = target.split(":")
+        check = getattr(importlib.import_module(module_name), attr)
+        if isinstance(check, type):
+            config.parse_options(check)
+        else:
+            check(config)
 
 
 def source_types() -> list[str]:

@@ -8,12 +8,14 @@ from collections.abc import Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import SourceError
 from freshrag.config import ConfigError
 from freshrag.model import Candidate, Fingerprint, Item
+from freshrag.parse import skip_reason
 
 
 class FolderOptions(BaseModel):
@@ -35,6 +37,25 @@ class FileGone(SourceError):
     """The file was deleted between the scan and the read (the engine deletes it, no error)."""
 
     gone = True
+
+
+def key_of(rel: str) -> str:
+    """The document key of a path relative to the root ('/'-separated, as os.fsdecode gives
+    it): the name itself, with '%' written as %25 and each byte that is not valid UTF-8 as %XX.
+    Lossless: `rel_of` maps every key back to its file."""
+    text = os.fsencode(rel).decode("utf-8", "surrogateescape")
+    return "".join("%25" if ch == "%" else f"%{ord(ch) - 0xDC00:02X}"
+                   if "\udc80" <= ch <= "\udcff" else ch for ch in text)
+
+
+def rel_of(key: str) -> str:
+    """The relative path (os.fsdecode'd) a document key names: `key_of` undone."""
+    return os.fsdecode(unquote_to_bytes(key))
+
+
+def display_path(path: Path) -> str:
+    """A path as text for a location: undecodable bytes shown as \\xNN."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def fingerprint_of(st: os.stat_result) -> Fingerprint:
@@ -118,47 +139,49 @@ class FolderSource:
             elif stat.S_ISREG(st.st_mode) and self.wanted(child):
                 yield child, st, None
             elif stat.S_IFMT(st.st_mode) in _KINDS and self.wanted(child):
-                yield child, None, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
+                yield child, st, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
 
     @staticmethod
-    def _key_error(rel: str) -> str | None:
-        try:
-            rel.encode("utf-8")
-        except UnicodeEncodeError:
-            return "file name is not valid UTF-8"
-        return None
+    def _candidate(rel: str, st: os.stat_result | None, error: str | None) -> Candidate:
+        """A walked entry as a candidate. `st` is set for files (regular or special); the
+        parse stage says from the name which files are skipped, before any other check."""
+        key = key_of(rel)
+        if st is not None:
+            skipped = skip_reason(key.rsplit("/", 1)[-1])
+            if skipped is not None:
+                return Candidate(key, None, skipped=skipped)
+        if error is not None or st is None:
+            return Candidate(key, None, error=error or "cannot stat")
+        return Candidate(key, fingerprint_of(st))
 
     # Source protocol ----------------------------------------------------------------------------
     def scan(self, known: Mapping[str, Fingerprint]) -> Iterator[Candidate]:
         seen: set[str] = set()
         for rel, st, error in self._walk(str(self.root), "", set()):
-            error = error or self._key_error(rel)
-            if error:
-                key = rel.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-                yield Candidate(key, None, error=error)
-                continue
-            assert st is not None
-            seen.add(rel)
-            fp = fingerprint_of(st)
-            if known.get(rel) != fp:
-                yield Candidate(rel, fp)
+            cand = self._candidate(rel, st, error)
+            if cand.fingerprint is not None:
+                seen.add(cand.key)
+                if known.get(cand.key) == cand.fingerprint:
+                    continue
+            yield cand
         for key in known:
             if key not in seen:
                 yield Candidate(key, None)
 
     def candidates(self, keys: list[str]) -> Iterator[Candidate]:
         for key in dict.fromkeys(keys):
-            path = self.root / key
+            rel = rel_of(key)
+            path = self.root / rel
             try:
                 st = path.stat() if self.opts.follow_symlinks else path.lstat()
             except OSError:
                 yield Candidate(key, None)
                 continue
             if stat.S_ISDIR(st.st_mode):
-                for rel, sub, error in self._walk(str(path), key, set()):
-                    yield Candidate(rel, fingerprint_of(sub) if sub else None, error=error)
-            elif stat.S_ISREG(st.st_mode) and self.wanted(key) and not self._outside(path):
-                yield Candidate(key, fingerprint_of(st))
+                for sub_rel, sub, error in self._walk(str(path), rel, set()):
+                    yield self._candidate(sub_rel, sub, error)
+            elif stat.S_ISREG(st.st_mode) and self.wanted(rel) and not self._outside(path):
+                yield self._candidate(rel, st, None)
             else:
                 yield Candidate(key, None)
 
@@ -173,7 +196,7 @@ class FolderSource:
         """The file's bytes, as one version: the file is stat'ed before and after the read and
         read again if it changed meanwhile. Never blocks on a FIFO, never follows a symlink
         unless configured."""
-        path = self.root / key
+        path = self.root / rel_of(key)
         if self._outside(path):
             raise SourceError("path leads outside the root through a symlink (follow_symlinks "
                               "is false)")
@@ -191,8 +214,8 @@ class FolderSource:
                 os.close(fd)
             if _same_version(st, after) and len(data) == st.st_size:
                 return Item(key=key, data=data, fingerprint=fingerprint_of(st),
-                            modified_at=st.st_mtime_ns / 1e9, location=str(path),
-                            filename=path.name)
+                            modified_at=st.st_mtime_ns / 1e9, location=display_path(path),
+                            filename=key.rsplit("/", 1)[-1])
         raise SourceError(f"file kept changing while being read ({READ_ATTEMPTS} attempts); "
                           "it is read again at the next sync")
 

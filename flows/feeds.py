@@ -34,7 +34,9 @@ class _Handler(FileSystemEventHandler):
         rel = rel.replace(os.sep, "/")
         if any(part.startswith(".") for part in rel.split("/")):
             return None  # hidden files and folders (editor temp files) are never documents
-        return rel
+        from connectors.folder import key_of
+
+        return key_of(rel)  # the scan's key: a name that is not UTF-8 is percent-escaped
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _IGNORED:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -16,13 +18,44 @@ from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, st
 from freshrag.config import Settings
 from freshrag.model import Filters, Mode, SyncReport
 
+SHOW_SKIPPED = 20  # skipped files listed by a sync's text output
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Keep a retrieval index true to folders and tables that keep changing.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from freshrag import __version__
+
+        typer.echo(f"freshrag {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="Path to freshrag.toml (before or after the command).")] = None,
+    home: Annotated[Path | None, typer.Option(
+        "--home", help="State folder (before or after the command).")] = None,
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")]
+    = False,
+) -> None:
+    """Keep a retrieval index true to folders and tables that keep changing."""
+    # Given before the command, they act as FRESHRAG_CONFIG / FRESHRAG_HOME for this run, so
+    # every command (and `sql ...`) sees them; the same option after the command wins.
+    if config is not None:
+        os.environ["FRESHRAG_CONFIG"] = str(config.absolute())
+    if home is not None:
+        os.environ["FRESHRAG_HOME"] = str(home.absolute())
 
 def _engine(settings: Settings) -> Any:
     from freshrag.engine import Engine
 
-    return Engine(settings)
+    try:
+        return Engine(settings)
+    except Exception as exc:  # the ledger cannot be opened: one line, never a traceback
+        stopped(exc, writing=False)
 
 
 def _sync_one(engine: Any, name: str, show_bar: bool) -> SyncReport:
@@ -71,6 +104,11 @@ def _print_report(report: SyncReport) -> None:
     chunks = ", ".join(f"{v} {k}" for k, v in d["chunks"].items() if v)
     typer.echo(f"documents: {docs or 'no changes'}")
     typer.echo(f"chunks: {chunks or 'none written'}")
+    for item in report.skipped_items[:SHOW_SKIPPED]:
+        typer.echo(f"skipped: {item['source']}: {item['key']}: {item['reason']}")
+    if report.skipped > SHOW_SKIPPED:
+        typer.echo(f"skipped: ... and {report.skipped - SHOW_SKIPPED} more (sync --json lists "
+                   "them all)")
     for err in report.errors:
         typer.echo(f"error: {err['source']}: {err['key']}: {err['error']}", err=True)
     typer.echo(f"took {report.seconds:.2f} s")
@@ -91,7 +129,17 @@ def search(
     settings = settings_for(config, home)
     engine = _engine(settings)
     try:
+        if source is not None:
+            known = list(dict.fromkeys([s.name for s in settings.sources]
+                                       + engine.ledger.sources()))
+            if source not in known:
+                _die(f"--source: unknown source {source!r} (known: "
+                     f"{', '.join(known) or 'none'})")
         hits = engine.search(query, k, mode, filters=Filters(source=source) if source else None)
+    except typer.Exit:
+        raise
+    except Exception as exc:
+        stopped(exc, writing=False)
     finally:
         engine.close()
     if as_json:
@@ -105,6 +153,21 @@ def search(
         typer.echo("   " + hit.text[:300].replace("\n", " "))
 
 
+def _skipped_now(engine: Any, name: str) -> list[dict[str, str]]:
+    """The files a folder source skips now (types freshrag does not index), by a stat walk."""
+    config = next((s for s in engine.settings.sources if s.name == name), None)
+    if config is None or config.type != "folder":
+        return []
+    from connectors import SourceError
+    from freshrag.config import ConfigError
+
+    try:
+        return [{"key": c.key, "reason": c.skipped or ""} for c in engine.source(name).scan({})
+                if c.skipped is not None]
+    except (ConfigError, SourceError, OSError):  # the folder is gone: status still answers
+        return []
+
+
 @app.command()
 def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False) -> None:
     """Documents, chunks, last sync and errors per source."""
@@ -114,6 +177,10 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
     engine = _engine(settings)
     try:
         rows = source_status(engine, freshness=True)
+        for row in rows:
+            row["skipped"] = _skipped_now(engine, row["source"])
+    except Exception as exc:
+        stopped(exc, writing=False)
     finally:
         engine.close()
     if as_json:  # the same names and units as the API's GET /status "sources"
@@ -127,9 +194,11 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
         lag = row["freshness"]["lag_ms"]
         typer.echo(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, "
                    f"last sync {when}, lag {'unknown' if lag is None else f'{lag:.0f} ms'}, "
-                   f"{len(row['errors'])} errors")
+                   f"{len(row['errors'])} errors, {len(row['skipped'])} skipped")
         for err in row["errors"][:10]:
             typer.echo(f"  error: {err['key']}: {err['error']}")
+        for item in row["skipped"][:10]:
+            typer.echo(f"  skipped: {item['key']}: {item['reason']}")
 
 
 @app.command()
@@ -144,7 +213,15 @@ def serve(
 
     from freshrag.api import create_app
 
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    engine = _engine(settings)
+    try:
+        try:  # load the model before listening: a bad model.name is one line, exit 2
+            engine.embedder.embed(["ready"])
+        except Exception as exc:
+            stopped(exc, writing=False)
+        uvicorn.run(create_app(settings, engine=engine), host=host, port=port, log_level="info")
+    finally:
+        engine.close()
 
 
 app.command()(verify)
@@ -153,15 +230,34 @@ app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigge
 from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
 
 
+def _click_exceptions() -> Any:
+    import importlib
+
+    try:  # typer >= 0.2x carries its own copy of click
+        return importlib.import_module("typer._click.exceptions")
+    except ImportError:
+        return importlib.import_module("click.exceptions")
+
+
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from freshrag.index import IndexMisconfigured
 
+    cx = _click_exceptions()
     try:
-        app()
+        code = app(prog_name="freshrag", standalone_mode=False)
+    except cx.UsageError as exc:  # a bad option, value or command: one line, exit 2
+        if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+            where = exc.ctx.command_path if exc.ctx is not None else "freshrag"
+            message = " ".join(exc.format_message().split()).replace("Value error, ", "")
+            typer.echo(f"{where}: {message}", err=True)
+        code = 2
+    except (getattr(cx, "Abort", typer.Abort), typer.Abort):
+        code = 1
     except IndexMisconfigured as exc:  # any command (search, status, serve, ...): one line, 2
         typer.echo(f"freshrag: index configuration refused: {exc}", err=True)
-        raise SystemExit(2) from None
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

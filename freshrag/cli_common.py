@@ -11,13 +11,15 @@ from freshrag.config import ConfigError, Settings, SourceConfig, load_settings
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", envvar="FRESHRAG_CONFIG",
                                                 help="Path to freshrag.toml.")]
-HomeOpt = Annotated[Path | None, typer.Option("--home", envvar="FRESHRAG_HOME",
-                                              help="State folder (default ./.freshrag).")]
+HomeOpt = Annotated[Path | None, typer.Option(
+    "--home", envvar="FRESHRAG_HOME", help="State folder, from the current folder (default: "
+    ".freshrag beside the config file, else ./.freshrag).")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
 
 
 def _die(message: str, code: int = 2) -> NoReturn:
-    typer.echo(f"freshrag: {message}", err=True)
+    """Exit with one line on stderr (a library's multi-line message is joined)."""
+    typer.echo(f"freshrag: {' '.join(message.split())}", err=True)
     raise typer.Exit(code)
 
 
@@ -34,3 +36,14 @@ def settings_for(config: Path | None, home: Path | None, folder: Path | None = N
         return settings
     except ConfigError as exc:
         _die(str(exc))
+
+
+def check_model(settings: Settings) -> None:
+    """Load the model's tokenizer (fast) before a long-running command starts, so that a
+    model.name that cannot load is one line and exit 2, not a retry loop."""
+    from freshrag.embed import EmbedError, SentenceTransformerEmbedder
+
+    try:
+        _ = SentenceTransformerEmbedder(settings.model.name).tokenizer
+    except EmbedError as exc:
+        _die(f"model.name: {exc}")

@@ -35,11 +35,16 @@ def source_names(settings: Settings, sources: list[str] | None, folder: Path | N
     return names
 
 
-def stopped(exc: BaseException) -> NoReturn:
-    """Exit 1 for a run that could not go on (busy source, index or source down, lock lost),
-    2 for configuration (a bad key, or an index that refused it); anything else is a bug and
-    propagates."""
+def stopped(exc: BaseException, writing: bool = True) -> NoReturn:
+    """Exit 1 for a run that could not go on (busy source, index, ledger or source down, lock
+    lost), 2 for configuration (a bad key, a model that cannot be loaded, a ledger URL that
+    names no database driver, an index that refused the settings); anything else is a bug and
+    propagates. `writing`: a sync or a repair (the message says nothing past the last write
+    was committed)."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
     from connectors import SourceError
+    from freshrag.embed import EmbedError
     from freshrag.index import IndexMisconfigured, IndexUnavailable
     from freshrag.lock import LockLost, SourceBusy
 
@@ -47,13 +52,22 @@ def stopped(exc: BaseException) -> NoReturn:
         _die(str(exc))
     if isinstance(exc, IndexMisconfigured):
         _die(f"index configuration refused, nothing was retried: {exc}")
+    if isinstance(exc, EmbedError):
+        _die(f"model.name: {exc}")
+    if isinstance(exc, ArgumentError | NoSuchModuleError):
+        _die(f"ledger_url: {exc}")
     if isinstance(exc, SourceBusy):
         _die(str(exc), 1)
     labels = ((IndexUnavailable, "index unavailable"), (SourceError, "source unavailable"),
-              (LockLost, "lock lost"))
+              (LockLost, "lock lost"), (DBAPIError, "ledger unavailable"))
     for kind, label in labels:
         if isinstance(exc, kind):
-            _die(f"{label}, sync stopped (nothing past the last write was committed): {exc}", 1)
+            orig = getattr(exc, "orig", None)  # a driver's error: its first line says it
+            reason = str(orig).splitlines()[0] if isinstance(exc, DBAPIError) and orig else exc
+            if writing:
+                _die(f"{label}, sync stopped (nothing past the last write was committed): "
+                     f"{reason}", 1)
+            _die(f"{label}: {reason}", 1)
     raise exc
 
 
@@ -75,22 +89,30 @@ def verify(
     from freshrag.engine import Engine
     from freshrag.verify import Verifier
 
-    engine = Engine(settings)
+    try:
+        engine = Engine(settings)
+    except Exception as exc:
+        stopped(exc, writing=False)
     engine.lock_wait_s = wait
+    repaired: list[dict[str, Any]] = []
     try:
         verifier = Verifier(engine, deep=deep)
         drift = verifier.verify(names)
         if repair and not drift.ok:
-            _print_drift(drift, "found", err=True)
-            verifier.repair(drift)
+            if not as_json:
+                _print_drift(drift, "found", err=True)
+            repaired = verifier.repair(drift)
             drift = verifier.verify(names)
     except Exception as exc:
         stopped(exc)
     finally:
         engine.close()
     if as_json:
-        typer.echo(json.dumps(drift.to_json()))
+        typer.echo(json.dumps({**drift.to_json(), **({"repaired": repaired} if repair else {})}))
     else:
+        for item in repaired:
+            typer.echo(f"repaired: {item['kind']}: {item['source']}: {item['key']}: "
+                       f"{item['action']}")
         _print_drift(drift, "after repair" if repair else "checked")
     raise typer.Exit(0 if drift.ok else 1)
 

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freshrag.cli_common import ConfigOpt, HomeOpt, _die, settings_for
+from freshrag.cli_common import ConfigOpt, HomeOpt, _die, check_model, settings_for
 from freshrag.config import ConfigError, Settings
 
 
@@ -46,6 +46,8 @@ def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, rec
              quiet_ms: int, max_delay_ms: int, poll: float) -> Any:
     from flows.watch import Watcher, WatchOptions
 
+    if mode is WatchMode.local:  # this process embeds: its model must load
+        check_model(settings)
     logging.getLogger("freshrag.watch").setLevel(logging.INFO)
     try:
         options = WatchOptions(mode=mode.value, record=record.value, quiet=quiet_ms / 1000,

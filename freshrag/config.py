@@ -159,31 +159,83 @@ class Settings(BaseSettings):
 
 
 def _format(err: ValidationError, origin: str) -> str:
-    lines = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(root)"
-        lines.append(f"{origin}: {key}: {e['msg']}")
-    return "\n".join(lines)
+    """One line: the first bad key and why (and how many more there are)."""
+    errs = err.errors()
+    key = ".".join(str(p) for p in errs[0]["loc"]) or "(root)"
+    more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
+    return f"{origin}: {key}: {errs[0]['msg']}{more}"
+
+
+def _given(name: str) -> bool:
+    """Whether FRESHRAG_<NAME> is set in the environment (pydantic reads it case-insensitively)."""
+    want = f"FRESHRAG_{name}".upper()
+    return any(k.upper() == want and v for k, v in os.environ.items())
+
+
+def _absolute_url(url: str, base: Path) -> str:
+    """A SQLite or embedded-index URL with a relative path, made absolute from `base`."""
+    for scheme in ("sqlite:///", "lancedb://", "file://"):
+        if url.startswith(scheme):
+            rest = url.removeprefix(scheme)
+            if rest and rest != ":memory:" and not rest.startswith("/"):
+                return scheme + str((base / rest).resolve())
+    return url
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder")
+    if not path.exists():
+        raise ConfigError(f"config file {path} not found")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not valid UTF-8 (byte {exc.start})") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path}: cannot read: {exc.strerror}") from exc
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {' '.join(str(exc).split())}") from exc
+
+
+def _check_sources(settings: Settings, origin: str) -> None:
+    from connectors import check_options, source_types
+
+    names = [s.name for s in settings.sources]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{origin}: sources: duplicate name {dupes[0]!r}")
+    known = source_types()
+    for src in settings.sources:
+        if src.type not in known:
+            raise ConfigError(f"sources.{src.name}.type: unknown source type {src.type!r} "
+                              f"(known: {', '.join(known)})")
+        check_options(src)
 
 
 def load_settings(config: Path | None = None, home: Path | None = None,
                   **overrides: Any) -> Settings:
-    """Load settings; raises ConfigError naming the bad key."""
+    """Load settings; raises ConfigError naming the bad key.
+
+    Paths written in the config file (home, a SQLite ledger_url, an embedded index.url,
+    source paths) resolve from the file's folder; the default home is `.freshrag` beside the
+    file. Paths given on the command line or in the environment (`--home`, FRESHRAG_HOME,
+    FRESHRAG_LEDGER_URL, ...) resolve from the current folder, as a shell user means them.
+    Without a config file everything resolves from the current folder."""
     path = config or (Path(os.environ["FRESHRAG_CONFIG"]) if os.environ.get("FRESHRAG_CONFIG")
                       else None)
     data: dict[str, Any] = {}
     origin = "environment"
     if path is None and Path(DEFAULT_CONFIG).is_file():
         path = Path(DEFAULT_CONFIG)
+    cwd = Path.cwd()
+    file_dir = cwd
     if path is not None:
         origin = str(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} not found")
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-        data.setdefault("base_dir", str(path.parent.resolve()))
+        data = _read_toml(path)
+        file_dir = path.parent.resolve()
+        data.setdefault("base_dir", str(file_dir))
     if home is not None:
         overrides["home"] = home
     Settings._toml = data
@@ -193,10 +245,15 @@ def load_settings(config: Path | None = None, home: Path | None = None,
         raise ConfigError(_format(exc, origin)) from exc
     finally:
         Settings._toml = {}
-    names = [s.name for s in settings.sources]
-    dupes = sorted({n for n in names if names.count(n) > 1})
-    if dupes:
-        raise ConfigError(f"{origin}: sources: duplicate name {dupes[0]!r}")
+    _check_sources(settings, origin)
+    settings.base_dir = settings.base_dir.resolve()
+    home_dir = cwd if home is not None or _given("home") else file_dir
     if not settings.home.is_absolute():
-        settings.home = (Path.cwd() / settings.home).resolve()
+        settings.home = (home_dir / settings.home).resolve()
+    if settings.home.exists() and not settings.home.is_dir():
+        raise ConfigError(f"home: {settings.home} is not a folder")
+    settings.ledger_url = _absolute_url(
+        settings.ledger_url, cwd if _given("ledger_url") else file_dir)
+    settings.index.url = _absolute_url(
+        settings.index.url, cwd if _given("index__url") else file_dir)
     return settings

@@ -12,7 +12,12 @@ DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class EmbedError(RuntimeError):
-    """The model cannot be loaded; the message names the model."""
+    """The model cannot be loaded; the message (one line) names the model."""
+
+
+def _reason(exc: Exception) -> str:
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
 
 
 class Embedder(Protocol):
@@ -70,7 +75,8 @@ class SentenceTransformerEmbedder:
 
                     self._model = SentenceTransformer(self._path, device=self.device)
                 except Exception as exc:
-                    raise EmbedError(f"cannot load embedding model {self._path!r}: {exc}") from exc
+                    raise EmbedError(f"cannot load embedding model {self._path!r} "
+                                     f"({_reason(exc)})") from exc
             return self._model
 
     @property
@@ -88,7 +94,8 @@ class SentenceTransformerEmbedder:
                     try:
                         self._tokenizer = AutoTokenizer.from_pretrained(str(path))
                     except Exception as exc:
-                        raise EmbedError(f"cannot load tokenizer of {self._path!r}: {exc}") from exc
+                        raise EmbedError(f"cannot load the tokenizer of {self._path!r} "
+                                         f"({_reason(exc)})") from exc
             return self._tokenizer
 
     @property

@@ -178,6 +178,7 @@ class Engine:
         for c in candidates:
             first.setdefault(c.key, c)
         candidates = list(first.values())
+        self._skipped(source_name, candidates, run.report)
         # a suspect unknown to the ledger: written before a crash, deleted since; only the
         # intent remembers its objects
         gone = [c.key for c in candidates if c.fingerprint is None and c.error is None
@@ -223,6 +224,15 @@ class Engine:
                 run.report.deleted += 1
             if progress:
                 progress(n, done + len(gone))
+
+    def _skipped(self, source: str, candidates: list[Candidate], report: SyncReport) -> None:
+        """Count and list the files detect skipped (a type freshrag does not index). One the
+        index holds (indexed under an older rule) is deleted like a file that left."""
+        skipped = [c for c in candidates if c.skipped is not None]
+        for cand in skipped:
+            report.skip(source, cand.key, cand.skipped or "")
+        if skipped:  # an error recorded for one of them before it was skipped is void
+            self.ledger.clear_errors(source, [c.key for c in skipped])
 
     def _vanished_under(self, source: str, candidates: list[Candidate],
                         known: dict[str, Any]) -> list[Candidate]:

@@ -243,6 +243,13 @@ class Ledger:
             self._upsert(conn, errors, {"source": source, "doc_key": key},
                          {"error": reason, "at": time.time()})
 
+    def clear_errors(self, source: str, keys: Sequence[str]) -> None:
+        """Forget the recorded errors of these documents (one transaction)."""
+        with self.engine.begin() as conn:
+            for i in range(0, len(keys), 500):
+                conn.execute(delete(errors).where(and_(errors.c.source == source,
+                                                       errors.c.doc_key.in_(keys[i:i + 500]))))
+
     def errors(self, source: str, limit: int = 50) -> list[dict[str, Any]]:
         q = (select(errors).where(errors.c.source == source)
              .order_by(errors.c.at.desc()).limit(limit))

@@ -46,8 +46,9 @@ class Candidate:
     """An item that may have changed, as a source's detect step names it."""
 
     key: str
-    fingerprint: Fingerprint | None  # None: the item no longer exists
+    fingerprint: Fingerprint | None  # None: the item no longer exists (or is skipped)
     error: str | None = None  # the item exists but cannot be taken (reported, never dropped)
+    skipped: str | None = None  # exists, but is of a type freshrag does not index (listed)
 
 
 @dataclass(frozen=True)
@@ -160,22 +161,29 @@ class SyncReport:
     unchanged: int = 0
     touched: int = 0
     failed: int = 0
+    skipped: int = 0
     embedded: int = 0
     reused: int = 0
     written: int = 0
     chunks_deleted: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
+    skipped_items: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def error(self, source: str, key: str, reason: str) -> None:
         self.failed += 1
         self.errors.append({"source": source, "key": key, "error": reason})
 
+    def skip(self, source: str, key: str, reason: str) -> None:
+        self.skipped += 1
+        self.skipped_items.append({"source": source, "key": key, "reason": reason})
+
     def merge(self, other: SyncReport) -> None:
         for name in ("added", "updated", "deleted", "renamed", "unchanged", "touched",
-                     "failed", "embedded", "reused", "written", "chunks_deleted"):
+                     "failed", "skipped", "embedded", "reused", "written", "chunks_deleted"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
+        self.skipped_items.extend(other.skipped_items)
         self.seconds += other.seconds
 
     def to_json(self) -> dict[str, Any]:
@@ -188,6 +196,7 @@ class SyncReport:
                 "unchanged": self.unchanged,
                 "touched": self.touched,
                 "failed": self.failed,
+                "skipped": self.skipped,
             },
             "chunks": {
                 "embedded": self.embedded,
@@ -196,5 +205,6 @@ class SyncReport:
                 "deleted": self.chunks_deleted,
             },
             "errors": list(self.errors),
+            "skipped": list(self.skipped_items),
             "seconds": round(self.seconds, 3),
         }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, Protocol
@@ -11,10 +12,27 @@ from typing import Any, Protocol
 from freshrag.model import Element, Item
 
 SKIP_CATEGORIES = {"PageBreak", "Header", "Footer", "PageNumber", "Image", "FigureCaption"}
-TEXT_KINDS = {".txt": "text", ".text": "text", ".log": "text", ".md": "md", ".markdown": "md",
-              ".csv": "csv", ".json": "json", ".html": "html", ".htm": "html"}
+# Prose (unstructured's text partitioner finds titles and paragraphs).
+PROSE = (".txt", ".text", ".log", ".rst", ".adoc", ".asciidoc", ".org", ".tex")
+# Code and configuration: indexed as plain text, one element per blank-line-separated block.
+PLAIN = (".py", ".pyi", ".ipy", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".conf", ".properties",
+         ".xml", ".sql", ".sh", ".bash", ".zsh", ".fish", ".ps1", ".bat", ".js", ".mjs", ".cjs",
+         ".jsx", ".ts", ".tsx", ".vue", ".svelte", ".go", ".rs", ".java", ".kt", ".kts", ".scala",
+         ".groovy", ".gradle", ".c", ".h", ".cc", ".cpp", ".cxx", ".hpp", ".hh", ".cs", ".m",
+         ".swift", ".rb", ".php", ".pl", ".pm", ".lua", ".r", ".jl", ".ex", ".exs", ".erl",
+         ".hs", ".ml", ".clj", ".dart", ".css", ".scss", ".sass", ".less", ".proto", ".graphql",
+         ".tf", ".hcl", ".cmake", ".mk", ".tsv", ".diff", ".patch", ".dockerfile")
+# Files without an extension that are text by convention (matched case-insensitively).
+PLAIN_NAMES = ("makefile", "dockerfile", "containerfile", "jenkinsfile", "vagrantfile", "gemfile",
+               "rakefile", "procfile", "license", "licence", "copying", "notice", "readme",
+               "changelog", "changes", "authors", "contributors", "contributing", "install",
+               "todo", "news", "history")
+TEXT_KINDS = {**dict.fromkeys(PROSE, "text"), **dict.fromkeys(PLAIN, "plain"), ".md": "md",
+              ".markdown": "md", ".csv": "csv", ".json": "json", ".ipynb": "ipynb",
+              ".html": "html", ".htm": "html"}
 BINARY_KINDS = {".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx", ".pdf": "pdf", ".eml": "eml"}
 SUPPORTED = sorted({*TEXT_KINDS, *BINARY_KINDS})
+_OWN_PARSERS = ("json", "plain", "ipynb")  # parsed here, without unstructured
 
 
 class ParseError(Exception):
@@ -41,9 +59,61 @@ def decode_text(data: bytes) -> str:
 
 
 def kind_of(filename: str) -> str | None:
+    """The parser a file name selects (by extension), or None: not a type freshrag indexes."""
     # "notes.md " (a trailing space the file manager hides) is still Markdown
-    suffix = PurePosixPath(filename.lower().rstrip()).suffix
+    name = PurePosixPath(filename.lower().rstrip()).name
+    suffix = PurePosixPath(name).suffix
+    if not suffix and name in PLAIN_NAMES:
+        return "plain"
     return TEXT_KINDS.get(suffix) or BINARY_KINDS.get(suffix)
+
+
+def skip_reason(filename: str) -> str | None:
+    """Why a file is skipped (not indexed, not an error), decided from its name alone so that
+    detect can tell without reading it; None for the types freshrag parses."""
+    if kind_of(filename) is not None:
+        return None
+    suffix = PurePosixPath(filename).suffix
+    return f"unsupported file type {suffix}" if suffix else "no extension (not a known text file)"
+
+
+def _plain_elements(text: str) -> list[Element]:
+    """Code and configuration: one element per block between blank lines, line breaks kept."""
+    blocks = re.split(r"\n[ \t]*\n", text.replace("\r\n", "\n"))
+    return [Element(b.strip("\n")) for b in blocks if b.strip()]
+
+
+def _notebook_elements(text: str) -> list[Element]:
+    """A Jupyter notebook's cells: Markdown headings become titles; code cells stay whole;
+    outputs are left out."""
+    try:
+        notebook = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ParseError(f"not a Jupyter notebook: {exc}") from exc
+    cells = notebook.get("cells") if isinstance(notebook, dict) else None
+    if not isinstance(cells, list):
+        raise ParseError("not a Jupyter notebook: no list of cells")
+    out: list[Element] = []
+    for cell in cells:
+        if not isinstance(cell, dict):
+            continue
+        source = cell.get("source", "")
+        body = "".join(map(str, source)) if isinstance(source, list) else str(source)
+        if cell.get("cell_type") != "markdown":
+            if body.strip():
+                out.append(Element(body.strip("\n")))
+            continue
+        for block in _plain_elements(body):
+            first, _, rest = block.text.partition("\n")
+            heading = re.match(r"(#{1,6})\s+(.*)", first)
+            if heading:
+                out.append(Element(heading.group(2).strip(), "title",
+                                   depth=len(heading.group(1))))
+                if rest.strip():
+                    out.append(Element(rest.strip("\n")))
+            else:
+                out.append(block)
+    return out
 
 
 def _flatten_json(value: Any, path: str = "") -> list[str]:
@@ -119,7 +189,7 @@ class UnstructuredParser:
     def prepare(self, item: Item) -> None:
         """Import what parsing this item needs (slow the first time, so outside the timeout)."""
         kind = kind_of(item.filename or item.key)
-        if item.text is None and kind is not None and kind != "json":
+        if item.text is None and kind is not None and kind not in _OWN_PARSERS:
             from freshrag import nlp
 
             nlp.install()
@@ -129,19 +199,19 @@ class UnstructuredParser:
         if item.text is not None:  # sources that render their own text (table rows)
             return [Element(item.text)] if item.text.strip() else []
         kind = kind_of(item.filename or item.key)
-        if kind is None:
-            suffix = PurePosixPath(item.filename or item.key).suffix or "(no extension)"
-            raise ParseError(f"unsupported file type {suffix}; supported: {', '.join(SUPPORTED)}")
+        if kind is None:  # detect skips these; a direct call still gets the reason
+            raise ParseError(skip_reason(item.filename or item.key) or "unsupported file type")
         if not item.data.strip():
             raise ParseError("empty file")
-        from freshrag import nlp
-
-        nlp.install()
         kwargs: dict[str, Any] = {"languages": ["eng"]}
         if kind in TEXT_KINDS.values():
             text = decode_text(item.data)
-            if kind == "json":
-                return _json_elements(text)
+            if kind in _OWN_PARSERS:
+                own = {"json": _json_elements, "plain": _plain_elements,
+                       "ipynb": _notebook_elements}[kind](text)
+                if not own and kind != "json":
+                    raise ParseError(f"no text found in {kind} file")
+                return own
             if kind == "csv":  # partition_csv takes only a file
                 kwargs["file"] = io.BytesIO(text.encode("utf-8"))
             else:
@@ -151,6 +221,9 @@ class UnstructuredParser:
             kwargs["metadata_filename"] = item.filename or item.key
             if kind == "pdf":
                 kwargs["strategy"] = "fast"
+        from freshrag import nlp
+
+        nlp.install()
         try:
             raw = _partitioner(kind)(**kwargs)
         except ParseError:

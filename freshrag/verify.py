@@ -159,19 +159,41 @@ class Verifier:
             drift.stale.append({**item, "stale_chunks": len(stale),
                                 "missing_chunks": len(absent), "reason": reason})
 
-    def repair(self, drift: Drift) -> None:
+    def repair(self, drift: Drift) -> list[dict[str, Any]]:
         """Delete orphans and extra copies, then replay the engine on exactly the affected
-        documents (their ledger rows are marked untrusted, so they are read again)."""
+        documents (their ledger rows are marked untrusted, so they are read again). Returns
+        what was done: one entry per kind of drift and key, with the action taken."""
         engine = self.engine
+        done: list[dict[str, Any]] = []
+
+        def objects(n: int) -> str:
+            return f"deleted {n} object{'' if n == 1 else 's'}"
+
         sources = dict.fromkeys(i["source"] for k in KINDS for i in getattr(drift, k))
         for name in sources:
             with engine.locked(name):
                 for key in drift.keys(name, "orphaned"):
-                    engine.index.delete_document(name, key)
+                    removed = engine.index.delete_document(name, key)
                     engine.ledger.remove(name, key)
+                    done.append({"kind": "orphaned", "source": name, "key": key,
+                                 "action": objects(removed)})
+                copies: dict[str, int] = {}
                 for key in drift.keys(name, "duplicates"):
-                    engine.index.delete(self.ids.get((name, key), []))
+                    ids = self.ids.get((name, key), [])
+                    engine.index.delete(ids)
+                    copies[key] = len(ids)
                 keys = drift.keys(name, "missing", "stale", "duplicates")
-                if keys:
-                    engine.ledger.mark_intents(name, keys)
-                    engine.sync(name, keys=keys)
+                if not keys:
+                    continue
+                engine.ledger.mark_intents(name, keys)
+                report = engine.sync(name, keys=keys)
+                failed = {e["key"]: e["error"] for e in report.errors}
+                for kind in ("missing", "stale", "duplicates"):
+                    for key in drift.keys(name, kind):
+                        action = (f"{objects(copies.get(key, 0))}, re-indexed"
+                                  if kind == "duplicates" else "re-indexed")
+                        if key in failed:
+                            action += f" (failed: {failed[key]})"
+                        done.append({"kind": kind, "source": name, "key": key,
+                                     "action": action})
+        return done

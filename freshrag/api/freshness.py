@@ -79,6 +79,8 @@ def _measure(engine: Any, name: str, started: float, deep: bool) -> Check:
     since: list[float | None] = []  # per pending item: no unindexed change of it is older
     failed = 0
     for cand in candidates:
+        if cand.skipped is not None:  # not a document: never pending, never failed
+            continue
         if cand.error is not None:
             failed += 1
         elif (cand.fingerprint is not None

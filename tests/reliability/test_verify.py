@@ -3,6 +3,7 @@ and both index backends."""
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -58,7 +59,14 @@ def test_each_kind_of_drift_is_found_and_repaired(tmp_path: Path, fake_engine) -
     assert [i["key"] for i in drift.duplicates] == ["d1.md"]
     assert [(i["key"], i["reason"]) for i in drift.stale] == [
         ("d2.md", "the source changed since the last sync")]
-    verifier.repair(drift)
+    repaired = verifier.repair(drift)
+    assert sorted((i["kind"], i["key"]) for i in repaired) == [
+        ("duplicates", "d1.md"), ("missing", "d0.md"), ("orphaned", "gone.md"),
+        ("stale", "d2.md")]
+    actions = {i["key"]: i["action"] for i in repaired}
+    assert actions["gone.md"] == "deleted 1 object"
+    assert actions["d1.md"] == "deleted 1 object, re-indexed"
+    assert actions["d0.md"] == actions["d2.md"] == "re-indexed"
     assert verifier.verify(["docs"]).ok
     # the repair replayed the engine on exactly the affected documents
     state = engine.ledger.source_state("docs").last_report or {}
@@ -102,6 +110,9 @@ def test_cli_json_exit_codes_and_repair(tmp_path: Path) -> None:
     fixed = cli("verify", "--folder", str(root), "--home", str(home), "--repair", "--json",
                 cwd=tmp_path)
     assert fixed.returncode == 0, fixed.stderr
+    done = json.loads(fixed.stdout)
+    assert done["ok"] and sorted((i["kind"], i["key"]) for i in done["repaired"]) == [
+        ("missing", "new.md"), ("orphaned", "d3.md")]
     assert verify_json(home, root)["ok"]
     bad = cli("verify", "nosuch", "--home", str(home), cwd=tmp_path)
     assert bad.returncode == 2 and "unknown source" in bad.stderr

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import urllib.request
 
 import pytest
 
+from connectors.folder import key_of, rel_of
 from freshrag import nlp
 from freshrag.model import Fingerprint, Item
-from freshrag.parse import ParseError, UnstructuredParser
+from freshrag.parse import ParseError, UnstructuredParser, skip_reason
 from tests import samples
 
 PROSE = (b"Quick Start Guide\n\nThe service indexes documents as they change. It runs offline and "
@@ -92,3 +95,56 @@ def test_each_supported_type(no_network: None, name: str, data: bytes, expect: s
 def test_bad_files_raise_a_clear_reason(name: str, data: bytes, reason: str) -> None:
     with pytest.raises(ParseError, match=reason):
         parse(name, data)
+
+
+NOTEBOOK = json.dumps({"cells": [
+    {"cell_type": "markdown",
+     "source": ["# Loading the data\n", "\n", "We read the heron counts."]},
+    {"cell_type": "code", "source": "import pandas\ncounts = pandas.read_csv('herons.csv')",
+     "outputs": [{"text": "OUTPUT IS LEFT OUT"}]},
+]}).encode()
+
+
+@pytest.mark.parametrize("name,data,expect", [
+    ("tool.py", b"def gannet_count():\n    return 3\n\n\nclass Colony:\n    pass\n",
+     "def gannet_count():\n    return 3"),
+    ("README.rst", b"Title\n=====\n\nThe puffin colony is counted every spring.\n", "puffin"),
+    ("ci.yaml", b"jobs:\n  test:\n    runs-on: kestrel-runner\n", "kestrel-runner"),
+    ("pyproject.toml", b"[project]\nname = \"plover\"\n", "plover"),
+    ("setup.cfg", b"[metadata]\nname = dunlin\n", "dunlin"),
+    ("schema.sql", b"CREATE TABLE curlew (id int);\n", "curlew"),
+    ("run.sh", b"#!/bin/sh\necho godwit\n", "godwit"),
+    ("app.ts", b"export const tern: number = 4;\n", "tern"),
+    ("layout.xml", b"<root><bird>avocet</bird></root>\n", "avocet"),
+    ("Makefile", b"build:\n\techo sanderling\n", "sanderling"),
+    ("analysis.ipynb", NOTEBOOK, "heron counts"),
+])
+def test_text_and_code_types(no_network: None, name: str, data: bytes, expect: str) -> None:
+    assert any(expect in text for _, text in parse(name, data))
+
+
+def test_notebook_cells_headings_and_no_outputs() -> None:
+    elements = parse("analysis.ipynb", NOTEBOOK)
+    assert elements[0] == ("title", "Loading the data")
+    assert any("pandas.read_csv" in text for _, text in elements)
+    assert not any("OUTPUT" in text for _, text in elements)
+
+
+def test_skip_reason_is_decided_from_the_name() -> None:
+    assert skip_reason("data.xyz") == "unsupported file type .xyz"
+    assert skip_reason("photo.PNG") == "unsupported file type .PNG"
+    assert skip_reason("a.out") is not None and skip_reason("mystery") is not None
+    for name in ("a.md", "b.PY", "c.rst", "LICENSE", "Dockerfile", "d.ipynb", "e.pdf"):
+        assert skip_reason(name) is None, name
+
+
+def test_folder_keys_are_lossless() -> None:
+    for raw in (b"caf\xe9.md", b"100%.md", b"a%41.md", "Grüße.md".encode(), b"d/\xff%x",
+                b"\xed\xb2\x80.txt"):
+        rel = os.fsdecode(raw)
+        key = key_of(rel)
+        key.encode("utf-8")  # always storable text
+        assert os.fsencode(rel_of(key)) == raw
+    assert key_of("plain/name.md") == "plain/name.md"
+    assert key_of(os.fsdecode(b"caf\xe9.md")) == "caf%E9.md"
+    assert key_of("100%.md") == "100%25.md"
