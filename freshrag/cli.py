@@ -148,8 +148,19 @@ app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigge
 from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
 
 
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # freshrag's own lines (the watcher's) have one handler of their own, with timestamps, so
+    # they print once whatever Prefect later does to the root logger's handlers.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+    ours = logging.getLogger("freshrag")
+    ours.addHandler(handler)
+    ours.propagate = False
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     app()
 
 
