@@ -82,3 +82,21 @@ class Link:
         if self.up is False:
             log.warning("Prefect reachable again at %s: %s resumed", self.url, self.what)
         self.up, self.delay = True, self.min_s
+
+
+def drain_prefect(timeout_s: float = 5.0) -> None:
+    """Give Prefect's background senders (events, API logs) a bounded time to flush. At
+    interpreter exit Prefect waits for them without a bound, and a sender retrying against a
+    server that went away can hold a stopping watcher for minutes; the CLI exits right after."""
+    import sys
+
+    if "prefect" not in sys.modules:
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for service in (EventsWorker, APILogWorker):
+        try:
+            service.drain_all(timeout=timeout_s)
+        except Exception as exc:  # noqa: BLE001 - best effort at exit
+            log.debug("draining %s: %s", service.__name__, exc)

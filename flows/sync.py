@@ -15,7 +15,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from flows.engines import engine_for
+from flows.engines import checkout, engine_for
 from freshrag.config import ConfigError
 from freshrag.model import SyncReport
 
@@ -124,6 +124,7 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     """Bring the index in line with `source`: all of it (keys=None) or just `keys`."""
     logger = get_run_logger()
     started = time.time()
+    logger.info("%s: %s", source, checkout(config, home))
     report = SyncReport()
     name = limit_name(source)
     ensure_limit(name)
