@@ -85,15 +85,47 @@ def run(trials: int) -> dict[str, Any]:
             return r.status_code == 200 and any(token in h["text"] for h in r.json()["hits"])
 
         until(lambda: found("initial"), timeout=180)
-        samples = []
+        samples, saved = [], []
         for _ in range(trials):
             token = f"zq{uuid.uuid4().hex[:10]}"
             start = time.perf_counter()
+            saved.append(time.time())
             (docs / "status.md").write_text(PAGE.format(token=token))
             until(lambda token=token: found(token), timeout=120, every=0.02)
             samples.append(time.perf_counter() - start)
+            time.sleep(0.5)  # let the run finish its bookkeeping before the next save
         reloads = served_log.read_text(errors="replace").count("engine: cold")
-    return {"freshness_events_s": {**dist(samples), "model_reloads": reloads}}
+        phases = _phases(env["PREFECT_API_URL"], saved)
+    return {"freshness_events_s": {**dist(samples), "model_reloads": reloads, **phases}}
+
+
+def _phases(api: str, saved: list[float]) -> dict[str, Any]:
+    """Where an event's time goes, from the server's own timestamps (medians, seconds): save →
+    flow run created (watcher debounce + event + trigger + automation action), created → started
+    (the runner's poll and claim), started → ended (the run)."""
+    from statistics import median
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterName
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    dep = DeploymentFilter(name=DeploymentFilterName(any_=["serve-docs"]))
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        runs = [r for r in client.read_flow_runs(deployment_filter=dep)
+                if r.created and r.start_time and r.end_time]
+    runs.sort(key=lambda r: r.created.timestamp())
+    created = [r.created.timestamp() for r in runs]
+    to_run = []
+    for t in saved:  # the first run created after each save
+        after = [c for c in created if c >= t]
+        if after:
+            to_run.append(after[0] - t)
+    return {"phase_save_to_run_created_s": round(median(to_run), 3) if to_run else None,
+            "phase_created_to_started_s": round(median(
+                r.start_time.timestamp() - r.created.timestamp() for r in runs), 3) if runs
+            else None,
+            "phase_run_s": round(median(r.end_time.timestamp() - r.start_time.timestamp()
+                                        for r in runs), 3) if runs else None}
 
 
 def _healthy(port: int, proc: subprocess.Popen[bytes]) -> bool:

@@ -19,7 +19,7 @@ from typing import Any
 from uuid import UUID
 
 log = logging.getLogger("freshrag.serve")
-POLL_S = 0.5
+POLL_S = 0.25
 
 
 class WarmRunner:

@@ -37,17 +37,21 @@ def artifact_key(source: str) -> str:
     return f"freshrag-sync-{slug(source)}"
 
 
+_LIMITS: set[str] = set()  # limits this process has seen exist (a served process asks once)
+
+
 def ensure_limit(name: str, limit: int = 1) -> None:
     """Create the global concurrency limit `name` unless it exists (idempotent, race-safe)."""
+    if name in _LIMITS:
+        return
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
-            return
         except ObjectNotFound:
-            pass
-        with contextlib.suppress(ObjectAlreadyExists):
-            client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit))
+    _LIMITS.add(name)
 
 
 def _retryable(task: Any, task_run: Any, state: Any) -> bool:
