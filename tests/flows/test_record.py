@@ -70,3 +70,15 @@ def test_outbox_merges_and_collapses_to_rescan(caplog: pytest.LogCaptureFixture)
     assert box._held["docs"] is None
     box.add(_batch("crm", None))
     assert box.held() == 2
+
+
+def test_heartbeat_carries_the_counts_since_the_last() -> None:
+    rec = Recorder("event", "docs", ["docs"], heartbeat_s=0.0)
+    rec.submit(_batch(), SyncReport(unchanged=2))
+    rec.submit(_batch(keys=["a.md"]), SyncReport(updated=1))
+    rec._heartbeats()
+    beat = [e for e in rec._queue if e.heartbeat][0]
+    assert beat.label == "heartbeat"
+    assert (beat.payload["batches"], beat.payload["recorded"], beat.payload["rescans"]) == (2, 1, 1)
+    assert "1 changed nothing" in beat.summary
+    assert rec._counts["docs"].batches == 0  # counting starts again
