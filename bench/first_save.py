@@ -20,7 +20,7 @@ from bench.freshness import PAGE, until
 from bench.freshness_events import BIN, _started, _wait_log
 
 
-def run(trials: int) -> dict[str, Any]:
+def run(trials: int, record: str = "task") -> dict[str, Any]:
     samples, ready_s = [], []
     with tempfile.TemporaryDirectory() as t, ExitStack() as outer:
         tmp = Path(t)
@@ -47,8 +47,8 @@ def run(trials: int) -> dict[str, Any]:
         for n in range(trials):
             with ExitStack() as stack:
                 started = time.perf_counter()
-                watch, log = _started(stack, tmp, f"watch{n}", [str(BIN / "freshrag"), "watch"],
-                                      env)
+                argv = [str(BIN / "freshrag"), "watch", "--record", record]
+                watch, log = _started(stack, tmp, f"watch{n}", argv, env)
                 _wait_log(log, "; ready", watch, 300)
                 ready_s.append(time.perf_counter() - started)
                 token = f"zq{uuid.uuid4().hex[:10]}"
@@ -63,4 +63,5 @@ def run(trials: int) -> dict[str, Any]:
 if __name__ == "__main__":  # python -m bench.first_save [TRIALS]
     import json
 
-    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3), indent=2))
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3,
+                         sys.argv[2] if len(sys.argv) > 2 else "task"), indent=2))

@@ -61,18 +61,23 @@ def warm(engine: Engine, names: list[str]) -> float:
             table = True
     failed: list[BaseException] = []
 
-    def parse_side() -> None:
+    def model_side() -> None:
         try:
-            _parse_samples(engine, kinds, table)
-        except Exception as exc:  # noqa: BLE001 - warming is an optimisation: say, go on
+            engine.embedder.embed(["warm up"])  # loads the model
+            engine.embedder.count_tokens("warm up")
+        except BaseException as exc:  # noqa: BLE001 - re-raised below, in the caller's thread
             failed.append(exc)
 
-    parser = threading.Thread(target=parse_side, name="freshrag-warm-parse", daemon=True)
-    parser.start()
-    engine.embedder.embed(["warm up"])  # loads the model (an unloadable one fails here, early)
-    engine.embedder.count_tokens("warm up")
+    # The parse child is started from the calling thread: it is bound to the thread that
+    # spawned it (PR_SET_PDEATHSIG), so a helper thread's exit would kill it again.
+    model = threading.Thread(target=model_side, name="freshrag-warm-model", daemon=True)
+    model.start()
+    try:
+        _parse_samples(engine, kinds, table)
+    except Exception as exc:  # noqa: BLE001 - warming the parser is an optimisation: say, go on
+        log.warning("warming the parser failed (%s); the first change will be slower", exc)
     _ = engine.index
-    parser.join()
+    model.join()
     if failed:
-        log.warning("warming the parser failed (%s); the first change will be slower", failed[0])
+        raise failed[0]  # an unloadable model fails here, early, as it would on the first change
     return time.perf_counter() - started
