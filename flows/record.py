@@ -79,6 +79,10 @@ class Recorder:
         self._dropped_told = 0
         self.recorded = 0  # records written (tests read it)
         self.sessions = 0
+        # Set once the first session is open (or Prefect found unreachable): Prefect's start-up
+        # (imports, the first flow run, an ephemeral server) is done before the watcher says
+        # ready, so it does not compete with the first change for the CPU.
+        self.primed = threading.Event()
 
     # the watcher's side: never blocks on Prefect ----------------------------------------------
     def submit(self, batch: Batch, report: SyncReport | None, failure: str | None = None,
@@ -144,11 +148,12 @@ class Recorder:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._has_work() and not self._closing:
+                while not self._has_work() and not self._closing and self.primed.is_set():
                     self._cond.wait(max(0.05, self._due_heartbeat_in()))
                 if self._closing and (not self._queue or self.link.up is False):
                     return
             if not self.link.ready():
+                self.primed.set()
                 with self._cond:
                     if not self._closing:
                         self._cond.wait(max(0.05, self.link.wait_s()))
@@ -160,6 +165,8 @@ class Recorder:
                     self.pump(_emit_entry)
             except Exception as exc:  # noqa: BLE001 - Prefect down or slow: retry later
                 self.link.failed(f"{type(exc).__name__}: {exc}"[:300])
+            finally:
+                self.primed.set()
 
     def _heartbeats(self) -> None:
         now = time.monotonic()
@@ -191,6 +198,9 @@ class Recorder:
         Unreachable, the record put back first, when Prefect stops answering."""
         self.link.ok()
         self.sessions += 1
+        if self.how == "task":
+            import prefect.task_engine  # noqa: F401 - the first task run's imports, done now
+        self.primed.set()
         started, done = time.monotonic(), 0
         while done < self.session_batches and time.monotonic() - started < self.session_seconds:
             self._heartbeats()

@@ -22,6 +22,7 @@ from freshrag.model import SyncReport
 log = logging.getLogger("freshrag.watch")
 CHANGED = "freshrag.source.changed"  # events mode: deployment triggers turn it into sync runs
 APPLIED = "freshrag.batch.applied"  # local mode, record="event": one per batch applied
+PRIME_S = 30.0  # at most this long for the recorder's Prefect start-up before "ready"
 OnBatch = Callable[[Batch, SyncReport | None], None]
 
 
@@ -115,12 +116,12 @@ class Watcher:
         never waits for it, and an unreachable Prefect only pauses the record."""
         self._install_signals()
         try:
+            self._open_prefect()  # Prefect's own start-up overlaps the warm-up
             if self.options.mode == "local":
                 from flows.warm import warm
 
                 log.info("warmed the model, index and parser in %.1f s",
                          warm(self.engine, self.names))
-            self._open_prefect()
             self.start()
             self.loop()
         finally:
@@ -245,6 +246,8 @@ class Watcher:
         self.batches += 1
         self._startup.discard(batch.source)
         if not self._startup and not self.ready.is_set():
+            if self.recorder is not None:
+                self.recorder.primed.wait(PRIME_S)
             self.ready.set()
             log.info("watching %s (%s mode); ready", ", ".join(self.names), self.options.mode)
         if self.on_batch is not None:
