@@ -9,7 +9,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_load, freshness, memory, peers, reembed, rescan, throughput
+from bench import (
+    api_load,
+    first_save,
+    freshness,
+    freshness_events,
+    memory,
+    peers,
+    reembed,
+    rescan,
+    throughput,
+)
 from bench.common import machine
 from bench.report import render_table, update_readme
 from freshrag.embed import SentenceTransformerEmbedder
@@ -53,6 +63,16 @@ def main(argv: list[str] | None = None) -> int:
         result["peers_reembed"] = peers.run_all()
     if part("freshness"):
         result.update(freshness.run(size["trials"], embedder))
+    if part("freshness_events"):  # a real prefect server + the served deployments
+        try:
+            result.update(freshness_events.run(max(5, size["trials"] // 4)))
+        except Exception as exc:  # reported in the JSON, the other figures still run
+            result["freshness_events_s"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if part("first_save"):  # a fresh watcher per trial: its ready line, then one save
+        try:
+            result.update(first_save.run(3))
+        except Exception as exc:
+            result["first_save_after_ready_s"] = {"error": f"{type(exc).__name__}: {exc}"}
     if part("rescan"):
         result["rescan"] = rescan.run(embedder)
         result["rescan_ratio"] = result["rescan"]["ratio"]

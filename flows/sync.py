@@ -15,7 +15,7 @@ from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
 from prefect.concurrency.sync import concurrency
 from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 
-from flows.engines import engine_for, settings_of
+from flows.engines import checkout, engine_for, settings_of
 from flows.table_feeds import trigger_warning
 from freshrag.config import ConfigError
 from freshrag.index import IndexMisconfigured
@@ -39,17 +39,21 @@ def artifact_key(source: str) -> str:
     return f"freshrag-sync-{slug(source)}"
 
 
+_LIMITS: set[str] = set()  # limits this process has seen exist (a served process asks once)
+
+
 def ensure_limit(name: str, limit: int = 1) -> None:
     """Create the global concurrency limit `name` unless it exists (idempotent, race-safe)."""
+    if name in _LIMITS:
+        return
     with get_client(sync_client=True) as client:
         try:
             client.read_global_concurrency_limit_by_name(name)
-            return
         except ObjectNotFound:
-            pass
-        with contextlib.suppress(ObjectAlreadyExists):
-            client.create_global_concurrency_limit(
-                GlobalConcurrencyLimitCreate(name=name, limit=limit))
+            with contextlib.suppress(ObjectAlreadyExists):
+                client.create_global_concurrency_limit(
+                    GlobalConcurrencyLimitCreate(name=name, limit=limit))
+    _LIMITS.add(name)
 
 
 def _retryable(task: Any, task_run: Any, state: Any) -> bool:
@@ -126,6 +130,7 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     """Bring the index in line with `source`: all of it (keys=None) or just `keys`."""
     logger = get_run_logger()
     started = time.time()
+    logger.info("%s: %s", source, checkout(config, home))
     with contextlib.suppress(ConfigError):  # flows do not listen; say when the trigger is gone
         warning = trigger_warning(settings_of(config, home).source(source))
         if warning:

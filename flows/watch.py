@@ -12,10 +12,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
-from prefect.events import emit_event
-
 from connectors import Source, build_source
 from flows.batching import Batch, Coalescer
 from flows.feeds import FolderFeed, OverflowHook
@@ -28,7 +24,7 @@ from freshrag.model import SyncReport
 log = logging.getLogger("freshrag.watch")
 CHANGED = "freshrag.source.changed"  # events mode: deployment triggers turn it into sync runs
 APPLIED = "freshrag.batch.applied"  # local mode, record="event": one per batch applied
-KEYS_PER_EVENT = 1000  # well under Prefect's maximum event size
+PRIME_S = 30.0  # at most this long for the recorder's Prefect start-up before "ready"
 OnBatch = Callable[[Batch, SyncReport | None], None]
 
 
@@ -76,6 +72,8 @@ class Watcher:
         self._handler: Callable[[int, FrameType | None], None] | None = None
         self._startup: set[str] = set()
         self.fatal: BaseException | None = None  # a refused setting: run() stops and raises it
+        self.recorder: Any = None  # flows.record.Recorder: local mode's record in Prefect
+        self.outbox: Any = None  # flows.outbox.Outbox: events mode's changes until sent
 
     @property
     def engine(self) -> Engine:
@@ -119,22 +117,47 @@ class Watcher:
         return self._stop.is_set()
 
     def run(self) -> None:
-        """Start, then loop until stop() or SIGINT/SIGTERM; in local mode with record="task"
-        each stretch of the loop is a `freshrag-watch` flow run and each batch its task run."""
+        """Warm the hot path, start, then loop until stop() or SIGINT/SIGTERM. Prefect is
+        written to by a thread of its own (the recorder, or the outbox in events mode): the loop
+        never waits for it, and an unreachable Prefect only pauses the record."""
         self._install_signals()
         try:
+            self._open_prefect()  # Prefect's own start-up overlaps the warm-up
+            if self.options.mode == "local":
+                from flows.warm import warm
+
+                log.info("warmed the model, index and parser in %.1f s",
+                         warm(self.engine, self.names))
             self.start()
-            if self.options.mode == "local" and self.options.record == "task":
-                while not self.stopping:
-                    watch_session(self, label=", ".join(self.names))
-            else:
-                self.loop()
+            self.loop()
         finally:
-            self.shutdown()
+            try:
+                self._close_prefect()
+            finally:
+                self.shutdown()
         if self.fatal is not None:
             if self._engine is not None:
                 self._engine.close()
             raise self.fatal
+
+    def _open_prefect(self) -> None:
+        if self.options.mode == "events":
+            from flows.outbox import Outbox
+
+            self.outbox = Outbox()
+            self.outbox.start()
+        elif self.options.record != "off":
+            from flows.record import Recorder
+
+            self.recorder = Recorder(self.options.record, ", ".join(self.names), self.names,
+                                     session_batches=self.options.session_batches,
+                                     session_seconds=self.options.session_seconds)
+            self.recorder.start()
+
+    def _close_prefect(self) -> None:
+        for part in (self.recorder, self.outbox):
+            if part is not None:
+                part.close()
 
     def shutdown(self) -> None:
         for feed in self.feeds:
@@ -162,11 +185,6 @@ class Watcher:
         for sig in (signal.SIGINT, signal.SIGTERM):
             self._previous[sig] = signal.signal(sig, handler)
         self._handler = handler
-
-    def _reclaim_sigterm(self) -> None:
-        """A flow run swaps SIGTERM for an abort; the watcher wants its graceful stop back."""
-        if self._handler is not None and threading.current_thread() is threading.main_thread():
-            signal.signal(signal.SIGTERM, self._handler)
 
     def _restore_signals(self) -> None:
         for sig, previous in self._previous.items():
@@ -205,70 +223,59 @@ class Watcher:
 
     def _handle(self, batch: Batch) -> None:
         report: SyncReport | None = None
+        startup = batch.source in self._startup
         try:
             if self.options.mode == "events":
-                announce(batch)
-            elif self.options.record == "task":
-                report = apply_batch(self, batch)
+                if self.outbox is None:  # loop() driven without run(): announce at once
+                    from flows.outbox import Outbox
+
+                    self.outbox = Outbox()
+                    self.outbox.start()
+                self.outbox.add(batch)
             else:
                 report = self.apply(batch)
-                if self.options.record == "event":
-                    emit_event(APPLIED, resource=resource(batch.source),
-                               payload={"keys": len(batch.keys or []), **report.to_json()})
         except IndexMisconfigured as exc:  # retrying cannot help: stop, the CLI exits 2
             self.fatal = exc
             self.stop()
             return
         except Exception as exc:  # noqa: BLE001 - the watcher outlives a failed batch
             log.error("%s: batch (%s) failed: %s; will retry", batch.source, batch.label, exc)
+            if self.recorder is not None:
+                self.recorder.submit(batch, None, failure=str(exc), startup=startup)
             if batch.keys is None:
                 self.coalescer.rescan(batch.source)
             else:
                 self.coalescer.add(batch.source, batch.keys)
             self._stop.wait(2.0)
             return
+        if report is not None:
+            # each batch is logged once; polls that changed nothing only at debug level
+            level = logging.INFO if startup or changed(report) else logging.DEBUG
+            log.log(level, "%s (%s): %s", batch.source, batch.label, _line(report))
+            if self.recorder is not None:
+                self.recorder.submit(batch, report, startup=startup)
         self.batches += 1
         self._startup.discard(batch.source)
-        if not self._startup:
+        if not self._startup and not self.ready.is_set():
+            if self.recorder is not None:
+                self.recorder.primed.wait(PRIME_S)
             self.ready.set()
+            log.info("watching %s (%s mode); ready", ", ".join(self.names), self.options.mode)
         if self.on_batch is not None:
             self.on_batch(batch, report)
 
     def apply(self, batch: Batch) -> SyncReport:
         """One batch through the engine: the index reflects the source as of the batch's cut."""
-        report = self.engine.sync(batch.source, batch.keys, observed_at=batch.cut)
-        log.info("%s (%s): %s", batch.source, batch.label, _line(report))
-        return report
+        return self.engine.sync(batch.source, batch.keys, observed_at=batch.cut)
+
+
+def changed(report: SyncReport) -> bool:
+    """Did a sync change the index (or fail on something)? A no-op poll did not."""
+    return any((report.added, report.updated, report.deleted, report.renamed, report.failed,
+                report.written, report.chunks_deleted))
 
 
 def _line(report: SyncReport) -> str:
     from flows.sync import summary_line
 
     return summary_line(report)
-
-
-def announce(batch: Batch) -> None:
-    """Events mode: one `freshrag.source.changed` per batch (split when it has many keys)."""
-    parts: list[list[str] | None] = [None] if batch.keys is None else [
-        batch.keys[i:i + KEYS_PER_EVENT] for i in range(0, len(batch.keys), KEYS_PER_EVENT)]
-    for keys in parts:
-        emit_event(CHANGED, resource=resource(batch.source),
-                   payload={"keys": keys, "observed_at": batch.cut})
-    log.info("%s: announced %s", batch.source, batch.label)
-
-
-@task(name="watch-batch", task_run_name="{batch.source}: {batch.label}", cache_policy=NO_CACHE)
-def apply_batch(watcher: Watcher, batch: Batch) -> SyncReport:
-    """A batch applied in-process, recorded as a task run of the current watch flow run."""
-    report = watcher.apply(batch)
-    get_run_logger().info("%s (%s): %s", batch.source, batch.label, _line(report))
-    for err in report.errors[:20]:
-        get_run_logger().warning("%s: %s: %s", batch.source, err["key"], err["error"])
-    return report
-
-
-@flow(name="freshrag-watch", flow_run_name="watch {label}", validate_parameters=False)
-def watch_session(watcher: Watcher, label: str) -> int:
-    """A stretch of the watcher's life; rolls over after `session_batches`/`session_seconds`."""
-    watcher._reclaim_sigterm()
-    return watcher.loop(watcher.options.session_batches, watcher.options.session_seconds)

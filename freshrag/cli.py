@@ -239,8 +239,19 @@ def _click_exceptions() -> Any:
         return importlib.import_module("click.exceptions")
 
 
+LOG_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%Y-%m-%d %H:%M:%S"
+
+
 def main() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    # freshrag's own lines (the watcher's) have one handler of their own, with timestamps, so
+    # they print once whatever Prefect later does to the root logger's handlers.
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(LOG_FORMAT, LOG_DATEFMT))
+    ours = logging.getLogger("freshrag")
+    ours.addHandler(handler)
+    ours.propagate = False
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
     from freshrag.index import IndexMisconfigured
 
     cx = _click_exceptions()

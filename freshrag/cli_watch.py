@@ -75,6 +75,7 @@ def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
         sources = [settings.sources[-1].name]
     watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll)
     _run(watcher)
+    _exit_now()
 
 
 def _run(watcher: Any) -> None:
@@ -84,6 +85,22 @@ def _run(watcher: Any) -> None:
         watcher.run()
     except ConfigError as exc:
         _die(str(exc))
+
+
+def _exit_now() -> None:
+    """The watcher stopped cleanly: every batch is applied and committed, the record flushed
+    as far as Prefect allowed. Exit without interpreter teardown, which waits without a bound
+    for Prefect's senders and spends seconds collecting the model's objects."""
+    import os
+    import sys
+
+    from flows.link import drain_prefect
+
+    drain_prefect()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
@@ -106,6 +123,7 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
         if server is not None and thread is not None:
             server.should_exit = True
             thread.join(10)
+    _exit_now()
 
 
 def _start_api(settings: Settings, host: str, port: int) -> tuple[Any, threading.Thread | None]:

@@ -133,6 +133,17 @@ class Project:
         self.running.append(bg)
         return bg
 
+    def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> Background:
+        """Any long-running command a user starts (e.g. `python deployments/serve.py`), from
+        `elsewhere/` with the user's environment; stopped at the test's end."""
+        log_path = self.root / f"{name}-{len(self.running)}.log"
+        with log_path.open("wb") as log:
+            proc = subprocess.Popen(argv, cwd=self.elsewhere, stdout=log, stderr=subprocess.STDOUT,
+                                    env=user_env({**self.env, **(env or {})}))
+        bg = Background(proc, log_path)
+        self.running.append(bg)
+        return bg
+
     def serve(self, *args: str) -> tuple[Background, str]:
         """`freshrag serve` on a free port; returns it and its base URL once /health answers."""
         port = free_port()

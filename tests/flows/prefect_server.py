@@ -20,9 +20,10 @@ def free_port() -> int:
 
 
 @contextmanager
-def prefect_server(tmp: Path) -> Iterator[tuple[str, dict[str, str]]]:
-    """Yields (ui base url, env for clients of this server)."""
-    port = free_port()
+def prefect_server(tmp: Path, port: int | None = None) -> Iterator[tuple[str, dict[str, str]]]:
+    """Yields (ui base url, env for clients of this server); on `port` if given (a server that
+    appears at an address a client was already pointed at)."""
+    port = port or free_port()
     base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "PREFECT_HOME": str(tmp / "prefect-home"),
            "PREFECT_API_URL": f"{base}/api", "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -54,7 +54,7 @@ def served(tmp_path: Path) -> Iterator[tuple[str, dict[str, str], Path, Path]]:
                 def check(c: Any) -> bool:
                     deps = c.read_deployments()
                     autos = c.read_automations()
-                    return any(d.name == "sync-docs" for d in deps) and any(
+                    return any(d.name == "serve-docs" for d in deps) and any(
                         "docs changed" in a.name for a in autos)
                 return bool(_client_call(env, check))
             wait_until(ready, "deployment and its trigger registered")
@@ -78,7 +78,7 @@ def _completed_runs(env: dict[str, str]) -> list[Any]:
 
     def read(c: Any) -> list[Any]:
         runs = c.read_flow_runs(deployment_filter=DeploymentFilter(
-            name=DeploymentFilterName(any_=["sync-docs"])))
+            name=DeploymentFilterName(any_=["serve-docs"])))
         return [r for r in runs if r.state and r.state.is_final()]
     return list(_client_call(env, read))
 

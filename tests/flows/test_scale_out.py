@@ -61,7 +61,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[dict[str, str], Path, dict[str, Pa
         env = {**env, "PYTHONPATH": str(ROOT), "FRESHRAG_ROOT": str(ROOT),
                "FRESHRAG_CONFIG": str(config)}
         _prefect(env, "work-pool", "create", "freshrag", "--type", "process")
-        _prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+        _prefect({**env, "FRESHRAG_HOME": str(tmp_path / "home")}, "deploy", "--all",
+                 "--prefect-file", "deployments/prefect.yaml")
         for n in range(2):
             log = stack.enter_context((tmp_path / f"worker{n}.log").open("w"))
             proc = subprocess.Popen(
@@ -134,7 +135,8 @@ def test_worker_killed_mid_run_converges(tmp_path: Path, monkeypatch: pytest.Mon
         env = {**env, "PYTHONPATH": str(ROOT), "FRESHRAG_ROOT": str(ROOT),
                "FRESHRAG_CONFIG": str(config)}
         _prefect(env, "work-pool", "create", "freshrag", "--type", "process")
-        _prefect(env, "deploy", "--all", "--prefect-file", "deployments/prefect.yaml")
+        _prefect({**env, "FRESHRAG_HOME": str(tmp_path / "home")}, "deploy", "--all",
+                 "--prefect-file", "deployments/prefect.yaml")
 
         def worker(n: int) -> subprocess.Popen[bytes]:
             log = stack.enter_context((tmp_path / f"worker{n}.log").open("w"))

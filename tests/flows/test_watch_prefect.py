@@ -47,10 +47,22 @@ def test_local_mode_records_task_runs(prefect_harness: None, folder: Path, confi
         wait_until(lambda: {"docs: rescan", "docs: 1 key(s)"} <= names(), "task runs recorded")
 
 
+def _listen(source: str) -> None:
+    """An automation on the source's resource, standing in for a deployment's trigger."""
+    from prefect.automations import Automation
+    from prefect.events.actions import DoNothing
+    from prefect.events.schemas.automations import EventTrigger, Posture
+
+    Automation(name=f"test {source} changed", trigger=EventTrigger(
+        match={"prefect.resource.id": f"freshrag.source.{source}"}, expect={CHANGED},
+        posture=Posture.Reactive, threshold=1), actions=[DoNothing()]).create()
+
+
 def test_events_mode_emits_changed(prefect_harness: None, folder: Path, config: Path) -> None:
     from prefect.client.orchestration import get_client
     from prefect.events.filters import EventFilter, EventNameFilter
 
+    _listen("docs")  # the outbox holds changes no deployment trigger listens for
     watcher, thread = _start(config, WatchOptions(mode="events", quiet=0.05))
     try:
         wait_until(watcher.ready.is_set, "start-up announce")
