@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -16,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api_load import free_port, wait_ready
-from bench.common import dist, write
+from bench.common import dist, folder_config, launch, stop, write
 from freshrag.model import Mode
 
 PG_ADMIN = os.environ.get("FRESHRAG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -38,28 +36,16 @@ def services(tmp: Path) -> Iterator[str]:
     """`freshrag watch` (local mode) and `freshrag serve` on a folder, as a user runs them."""
     docs = tmp / "docs"
     write(docs / "status.md", PAGE.format(token="initial"))
-    cfg = tmp / "freshrag.toml"
-    cfg.write_text(f'home = "{tmp / "home"}"\n[[sources]]\nname = "docs"\ntype = "folder"\n'
-                   f'path = "{docs}"\n')
-    env = {**os.environ, "FRESHRAG_CONFIG": str(cfg), "PREFECT_HOME": str(tmp / "prefect")}
+    config = folder_config(tmp, docs)
     port = free_port()
-    cmd = [sys.executable, "-m", "freshrag.cli"]
-    watch = subprocess.Popen([*cmd, "watch", "docs"], cwd=tmp, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    serve = subprocess.Popen([*cmd, "serve", "--port", str(port)], cwd=tmp, env=env,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    watch = launch(config, "watch", "docs")
+    serve = launch(config, "serve", "--port", str(port))
     url = f"http://127.0.0.1:{port}"
     try:
         wait_ready(url, serve)
         yield url
     finally:
-        for proc in (watch, serve):
-            proc.terminate()
-        for proc in (watch, serve):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(watch, serve)
 
 
 def file_trials(trials: int) -> dict[str, Any]:
