@@ -73,6 +73,13 @@ def launch(config: Path, *args: str) -> subprocess.Popen[bytes]:
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
+def alive(proc: subprocess.Popen[bytes], what: str) -> bool:
+    """True while `proc` runs; raises, naming `what` and its exit code, once it has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited {proc.returncode}")
+    return True
+
+
 def stop(*procs: subprocess.Popen[bytes]) -> None:
     for proc in procs:
         proc.terminate()

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api_load import free_port, wait_ready
-from bench.common import dist, folder_config, launch, stop, write
+from bench.common import alive, dist, folder_config, launch, stop, write
 from freshrag.model import Mode
 
 PG_ADMIN = os.environ.get("FRESHRAG_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -44,6 +44,7 @@ def services(tmp: Path) -> Iterator[str]:
     try:
         wait_ready(url, serve)
         yield url
+        alive(watch, "freshrag watch")  # it served every trial, not a leftover index
     finally:
         stop(watch, serve)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.api_load import wait_ready
-from bench.common import folder_config, launch, stop, write
+from bench.common import alive, folder_config, launch, stop, write
 from bench.freshness import until
 from tests.corpus import markdown_doc
 from tests.e2e.userpath import free_port
@@ -46,14 +46,16 @@ def run(burst: int) -> dict[str, Any]:
         serve = launch(config, "serve", "--port", str(port))
         try:
             wait_ready(url, serve)
-            until(lambda: indexed_documents(url) >= 1, timeout=180, every=0.5)
+            until(lambda: alive(watch, "freshrag watch") and indexed_documents(url) >= 1,
+                  timeout=180, every=0.5)
             time.sleep(3)
             idle = rss_mb(watch.pid)
             began = time.perf_counter()
             for i in range(burst):
                 write(docs / f"burst/b{i:04d}.md", markdown_doc(i, sections=1, paragraphs=1,
                                                                 words=60))
-            until(lambda: indexed_documents(url) >= burst + 1, timeout=900, every=0.5)
+            until(lambda: alive(watch, "freshrag watch")
+                  and indexed_documents(url) >= burst + 1, timeout=900, every=0.5)
             took = time.perf_counter() - began
             peak = rss_mb(watch.pid)
         finally:
