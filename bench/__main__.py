@@ -26,6 +26,16 @@ SIZES = {  # quick keeps the whole run under ~3 minutes on 2 cores
 }
 
 
+def guarded(fn: Any, *args: Any) -> dict[str, Any]:
+    """A part's result, or its error: one failing part does not lose the others' figures."""
+    try:
+        out: dict[str, Any] = fn(*args)
+        return out
+    except Exception as exc:
+        print(f"   failed: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, ~3 minutes")
@@ -60,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         result["rescan"] = rescan.run(size["rescan_files"])
         result["rescan_ratio"] = result["rescan"]["ratio"]
     if part("api"):
-        result["api"] = api_load.run(embedder, size["api_chunks"], size["api_seconds"])
+        result["api"] = guarded(api_load.run, embedder, size["api_chunks"], size["api_seconds"])
     if part("memory"):
-        result["memory"] = memory.run(size["burst"])
+        result["memory"] = guarded(memory.run, size["burst"])
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():

@@ -58,7 +58,7 @@ def render_table(r: dict[str, Any]) -> str:
         lines.append(f"| no-change `freshrag sync` of {s['files']} files vs `find -printf` | "
                      f"{s['sync_s']} s vs {s['find_s']} s = **{s['ratio']}×** | ≤ 5× | "
                      f"{_ok(s['ratio'] <= 5)} |")
-    if "api" in r:
+    if "api" in r and "p99_ms" in r["api"]:
         a = r["api"]
         lines.append(f"| `freshrag serve` /search, {a['chunks']} chunks (prefilled by the bench, "
                      f"random vectors), {a['clients']} clients, {a['seconds']} s | "
