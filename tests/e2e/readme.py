@@ -150,8 +150,8 @@ def project_config(db_url: str | None) -> tuple[str, list[dict[str, Any]]]:
             continue
         kinds = {s.get("type") for s in data["sources"]}
         if "sql" in kinds:
-            if db_url is None:
-                continue
+            if db_url is None or any("table" not in x for x in data["sources"]):
+                continue  # no database here, or a query source: no table to make for it
             block = re.sub(r'^url = "[^"]*"', f'url = "{db_url}"', block, flags=re.M)
             sql.extend(s for s in tomllib.loads(block)["sources"] if s.get("type") == "sql")
         elif parts and set(data) != {"sources"}:
