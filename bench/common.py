@@ -1,20 +1,25 @@
-"""Shared bench plumbing: machine header, temp engines, stage timers, percentiles."""
+"""Shared bench plumbing: the installed `freshrag` command on a temp project, machine header,
+percentiles."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import statistics
+import subprocess
+import sys
 import time
-from collections import defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from freshrag.config import SourceConfig, load_settings
 from freshrag.embed import SentenceTransformerEmbedder
-from freshrag.engine import Engine
+
+# The console script pip installed beside this Python: the bench drives the product's own
+# entry points (`freshrag sync --json`, `watch`, `serve`), never an engine it wires itself.
+FRESHRAG = Path(sys.executable).parent / "freshrag"
 
 
 def machine(embedder: SentenceTransformerEmbedder) -> dict[str, Any]:
@@ -31,10 +36,59 @@ def machine(embedder: SentenceTransformerEmbedder) -> dict[str, Any]:
             "date": time.strftime("%Y-%m-%d")}
 
 
-def engine_for(home: Path, folder: Path, embedder: Any, name: str = "docs") -> Engine:
-    settings = load_settings(config=None, home=home)
-    settings.sources = [SourceConfig(name=name, type="folder", path=str(folder))]
-    return Engine(settings, embedder=embedder)
+def folder_config(tmp: Path, folder: Path, name: str = "docs") -> Path:
+    """`tmp/freshrag.toml`: one folder source, its home in `tmp/home`."""
+    config = tmp / "freshrag.toml"
+    config.write_text(f'home = "{tmp / "home"}"\n[[sources]]\nname = "{name}"\n'
+                      f'type = "folder"\npath = "{folder}"\n')
+    return config
+
+
+def command_env(config: Path) -> dict[str, str]:
+    """A user's environment for `config`: none of the caller's FRESHRAG_* settings, the model
+    offline, Prefect's state beside the config."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRESHRAG_")}
+    env.update({"FRESHRAG_CONFIG": str(config), "HF_HUB_OFFLINE": "1",
+                "PREFECT_HOME": str(config.parent / "prefect-home")})
+    return env
+
+
+def sync_json(config: Path, *sources: str) -> dict[str, Any]:
+    """`freshrag sync [SOURCES] --json` with `config`: its one JSON report."""
+    done = subprocess.run([str(FRESHRAG), "sync", *sources, "--json"], cwd=config.parent,
+                          env=command_env(config), capture_output=True, text=True, timeout=7200)
+    try:
+        report: dict[str, Any] = json.loads(done.stdout)
+    except json.JSONDecodeError as exc:
+        raise RuntimeError(f"freshrag sync exited {done.returncode}: {done.stderr[-2000:]}") \
+            from exc
+    if done.returncode != 0:
+        raise RuntimeError(f"freshrag sync exited {done.returncode}: {report['errors'][:3]}")
+    return report
+
+
+def launch(config: Path, *args: str) -> subprocess.Popen[bytes]:
+    """A long-running `freshrag ARGS` (watch, serve) with `config`; its output is dropped."""
+    return subprocess.Popen([str(FRESHRAG), *args], cwd=config.parent, env=command_env(config),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def alive(proc: subprocess.Popen[bytes], what: str) -> bool:
+    """True while `proc` runs; raises, naming `what` and its exit code, once it has exited."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited {proc.returncode}")
+    return True
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 def dist(samples: list[float]) -> dict[str, float]:
@@ -46,25 +100,6 @@ def dist(samples: list[float]) -> dict[str, float]:
 
     return {"p50": q(0.5), "p95": q(0.95), "p99": q(0.99), "max": s[-1], "n": len(s),
             "mean": statistics.fmean(s)}
-
-
-class StageTimer:
-    """Wraps callables to add up the wall time spent in each named stage."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = defaultdict(float)
-
-    def wrap(self, stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            start = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                self.seconds[stage] += time.perf_counter() - start
-        return timed
-
-    def patch(self, obj: Any, attr: str, stage: str) -> None:
-        setattr(obj, attr, self.wrap(stage, getattr(obj, attr)))
 
 
 @contextmanager

@@ -1,19 +1,18 @@
-"""Peak RSS of `freshrag watch`: idle after start, and after a burst of new files."""
+"""Peak RSS of `freshrag watch` (the installed command): idle after start, and after a burst
+of new files; progress is read from a `freshrag serve` beside it (GET /status)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import write
+from bench.api_load import wait_ready
+from bench.common import alive, folder_config, launch, stop, write
 from bench.freshness import until
-from freshrag.ledger import Ledger
 from tests.corpus import markdown_doc
+from tests.e2e.userpath import free_port
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -25,35 +24,42 @@ def rss_mb(pid: int) -> dict[str, float]:
     return fields
 
 
+def indexed_documents(url: str) -> int:
+    import httpx
+
+    try:
+        r = httpx.get(url + "/status", timeout=30)
+    except httpx.HTTPError:
+        return -1
+    return sum(s["documents"] for s in r.json()["sources"] if s["source"] == "docs")
+
+
 def run(burst: int) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)
-        docs, home = tmp / "docs", tmp / "home"
+        docs = tmp / "docs"
         write(docs / "seed.md", "# Seed\n\nThe first document.\n")
-        cfg = tmp / "freshrag.toml"
-        cfg.write_text(f'home = "{home}"\n[[sources]]\nname = "docs"\ntype = "folder"\n'
-                       f'path = "{docs}"\n')
-        env = {**os.environ, "FRESHRAG_CONFIG": str(cfg), "PREFECT_HOME": str(tmp / "prefect")}
-        proc = subprocess.Popen([sys.executable, "-m", "freshrag.cli", "watch", "docs"],
-                                cwd=tmp, env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        config = folder_config(tmp, docs)
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        watch = launch(config, "watch", "docs")
+        serve = launch(config, "serve", "--port", str(port))
         try:
-            ledger_path = home / "ledger.db"
-            until(lambda: ledger_path.exists() and "seed.md" in Ledger(
-                f"sqlite:///{ledger_path}").fingerprints("docs"), timeout=180, every=0.5)
+            wait_ready(url, serve)
+            until(lambda: alive(watch, "freshrag watch") and indexed_documents(url) >= 1,
+                  timeout=180, every=0.5)
             time.sleep(3)
-            idle = rss_mb(proc.pid)
-            start = time.perf_counter()
+            idle = rss_mb(watch.pid)
+            began = time.perf_counter()
             for i in range(burst):
                 write(docs / f"burst/b{i:04d}.md", markdown_doc(i, sections=1, paragraphs=1,
                                                                 words=60))
-            ledger = Ledger(f"sqlite:///{ledger_path}")
-            until(lambda: len(ledger.fingerprints("docs")) >= burst + 1, timeout=900,
-                  every=0.5)
-            took = time.perf_counter() - start
-            peak = rss_mb(proc.pid)
+            until(lambda: alive(watch, "freshrag watch")
+                  and indexed_documents(url) >= burst + 1, timeout=900, every=0.5)
+            took = time.perf_counter() - began
+            peak = rss_mb(watch.pid)
         finally:
-            proc.terminate()
-            proc.wait(60)
+            stop(watch, serve)
     return {"burst": burst, "idle_mb": idle["VmRSS"], "idle_peak_mb": idle["VmHWM"],
-            "burst_mb": peak["VmHWM"], "burst_indexed_s": round(took, 1)}
+            "burst_mb": peak["VmHWM"], "burst_indexed_s": round(took, 1),
+            "measured": "product: `freshrag watch` process RSS (VmRSS idle, VmHWM peak)"}

@@ -1,4 +1,5 @@
-"""Re-embedding work per edit: freshrag vs LlamaIndex and LangChain on the same edits."""
+"""Re-embedding work per edit: `freshrag sync --json` after each edit (its `embedded` count),
+beside LlamaIndex and LangChain on the same edits (bench/peers.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from bench.common import engine_for, write
+from bench.common import folder_config, sync_json, write
 from tests.corpus import paragraph, sentence
 
 CASES = ["edit", "insert_top", "append", "delete_paragraph", "rename", "touch", "copy",
@@ -95,19 +96,17 @@ class Scenario:
         return {p.name: p.read_text() for p in sorted(self.root.glob("*.md"))}
 
 
-def freshrag_counts(embedder: Any) -> dict[str, Any]:
+def freshrag_counts() -> dict[str, Any]:
+    """Texts sent to the model by the sync after each edit, as the product reports them."""
     with tempfile.TemporaryDirectory() as tmp:
         scenario = Scenario(Path(tmp) / "docs")
-        engine = engine_for(Path(tmp) / "home", scenario.root, embedder)
-        first = engine.sync("docs")
+        config = folder_config(Path(tmp), scenario.root)
+        first = sync_json(config)
         counts: dict[str, Any] = {}
         for case, apply in scenario.steps():
             apply()
-            counts[case] = engine.sync("docs").embedded
-        chunks = {k: len(v) for k, v in
-                  ((k, engine.index.get_document("docs", k)) for k in ("long.md",))}
-        engine.close()
-    return {"initial": first.embedded, "cases": counts, "long_doc_chunks": chunks["long.md"]}
+            counts[case] = sync_json(config)["chunks"]["embedded"]
+    return {"initial": first["chunks"]["embedded"], "cases": counts}
 
 
 def peer_counts(run_peer: Callable[[Scenario, Path], dict[str, int]]) -> dict[str, int]:

@@ -22,18 +22,24 @@ def render_table(r: dict[str, Any]) -> str:
              "| figure | measured | target | |", "|---|---|---|---|"]
     if "throughput" in r:
         t = r["throughput"]
-        lines.append(f"| bulk throughput vs raw `model.encode` ({t['chunks']} chunks) | "
+        cold = (f", incl. {t['startup_s']} s cold start" if "startup_s" in t else "")
+        lines.append(f"| bulk throughput: `freshrag sync` vs raw `model.encode` in the bench "
+                     f"({t['chunks']} chunks{cold}) | "
                      f"{t['engine_chunks_per_s']} vs {t['raw_chunks_per_s']} chunks/s = "
-                     f"**{t['ratio']}** | ≥ 0.85 | {_ok(t['ratio'] >= 0.85)} |")
-        b = t["breakdown_s"]
-        lines.append("| where the engine's time goes (s) | "
-                     + ", ".join(f"{k} {v}" for k, v in b.items()) + " | | |")
+                     f"**{t['ratio']}**"
+                     + (f" ({t['ratio_warm']} without the cold start)" if "ratio_warm" in t
+                        else "")
+                     + f" | ≥ 0.85 | {_ok(t['ratio'] >= 0.85)} |")
+        if "breakdown_s" in t:
+            lines.append("| where the engine's time goes (s) | "
+                         + ", ".join(f"{k} {v}" for k, v in t["breakdown_s"].items()) + " | | |")
     if "reembed" in r:
         peers = r.get("peers_reembed", {})
         for case, n in r["reembed"].items():
             others = ", ".join(f"{name} {v.get(case, '–')}" for name, v in peers.items()
                                if isinstance(v, dict) and "error" not in v)
-            lines.append(f"| chunks re-embedded: {case} | **{n}** ({others}) | "
+            peer_note = f" (peers in the bench: {others})" if others else ""
+            lines.append(f"| chunks re-embedded by `freshrag sync`: {case} | **{n}**{peer_note} | "
                          f"≤ {TARGETS[case]} | {_ok(n <= TARGETS[case])} |")
     for key, label, target in (("freshness_file_s", "file save → searchable", 1.0),
                                ("freshness_delete_s", "file delete → gone", 1.0),
@@ -62,18 +68,19 @@ def render_table(r: dict[str, Any]) -> str:
                      f"{fs['start_to_ready_p50_s']} s) | ≤ 1.0 s | {_ok(fs['max'] <= 1.0)} |")
     if "rescan" in r:
         s = r["rescan"]
-        lines.append(f"| no-change rescan of {s['files']} files vs `find -printf` | "
+        lines.append(f"| no-change `freshrag sync` of {s['files']} files vs `find -printf` | "
                      f"{s['sync_s']} s vs {s['find_s']} s = **{s['ratio']}×** | ≤ 5× | "
                      f"{_ok(s['ratio'] <= 5)} |")
-    if "api" in r:
+    if "api" in r and "p99_ms" in r["api"]:
         a = r["api"]
-        lines.append(f"| API, {a['chunks']} chunks, {a['clients']} clients, {a['seconds']} s | "
+        lines.append(f"| `freshrag serve` /search, {a['chunks']} chunks (prefilled by the bench, "
+                     f"random vectors), {a['clients']} clients, {a['seconds']} s | "
                      f"{a['qps']} q/s, p50 {a['p50_ms']} ms, p99 **{a['p99_ms']} ms** "
-                     f"(in-process p50 {a['direct_p50_ms']} ms) | p99 ≤ 100 ms | "
+                     f"(index called in the bench: p50 {a['direct_p50_ms']} ms) | p99 ≤ 100 ms | "
                      f"{_ok(a['p99_ms'] <= 100)} |")
     if "memory" in r and "idle_mb" in r["memory"]:
         mm = r["memory"]
-        lines.append(f"| watcher peak RSS: idle / {mm['burst']}-file burst | "
+        lines.append(f"| `freshrag watch` peak RSS: idle / {mm['burst']}-file burst | "
                      f"{mm['idle_mb']} MB / {mm['burst_mb']} MB | | |")
     return "\n".join(lines)
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from freshrag.api.deps import AppState
+from freshrag.api.docs import install_docs
 from freshrag.api.errors import BodyLimit, install_handlers
 from freshrag.api.freshness import FreshnessTracker
 from freshrag.api.routes import protected, public
@@ -72,10 +73,11 @@ def create_app(settings: Settings | None = None, engine: Any = None,
                 state.engine.close()
 
     app = FastAPI(title="freshrag", version="0.1.0", description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.freshrag = state
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
     app.include_router(public)
     app.include_router(protected)
+    install_docs(app)
     return app
