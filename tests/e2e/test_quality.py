@@ -52,3 +52,31 @@ def test_a_sphinx_page_syncs_with_no_navigation_chunk(project: Project) -> None:
     assert texts and all("lightweight data interchange" in t for t in texts), texts
     assert not any(s in t for t in texts for s in ("Navigation", "Previous topic", "¶",
                                                     "Copyright"))
+
+
+NOTE_WORDS = ["north", "copper", "silent", "amber", "granite", "harbour", "crystal", "velvet",
+              "iron", "maple"]
+
+
+GARDEN = ("The garden behind the office needs watering twice a week in summer. Tomatoes, "
+          "beans and courgettes grow along the south wall, and the compost is turned monthly.")
+
+
+def zorblax_notes(project: Project) -> None:
+    """30 short notes alike but for one codeword each (the issue's example); the one we look
+    for also talks about something else, so its vector is the least like the query's."""
+    for n in range(30):
+        (project.docs / f"note{n}.md").write_text(
+            f"# Note {n}\n\nThe codeword zorblax{n}quint unlocks the {NOTE_WORDS[n % 10]} "
+            f"{NOTE_WORDS[n * 3 % 10]} vault.{' ' + GARDEN if n == 5 else ''}\n")
+
+
+def test_a_unique_token_with_common_words_finds_its_document_first_in_hybrid(
+        project: Project) -> None:
+    zorblax_notes(project)
+    config(project)
+    assert project.json("sync")["documents"]["added"] == 30
+    hits = project.json("search", "codeword zorblax5quint vault")
+    assert hits[0]["doc_key"] == "note5.md", [h["doc_key"] for h in hits]
+    keyword = project.json("search", "codeword zorblax5quint vault", "--mode", "keyword")
+    assert keyword[0]["doc_key"] == "note5.md"
