@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench import api_load, freshness, memory, peers, reembed, rescan, throughput
+from bench import api_load, freshness, memory, peers, quality, reembed, rescan, throughput
 from bench.common import machine
 from bench.report import render_table, update_readme
 from freshrag.embed import SentenceTransformerEmbedder
@@ -60,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         result["api"] = api_load.run(embedder, size["api_chunks"], size["api_seconds"])
     if part("memory"):
         result["memory"] = memory.run(size["burst"])
+    if part("quality"):
+        result["quality"] = quality.run(embedder)
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():
