@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from freshrag.model import Hit
 
 # Candidates fetched from each side before fusion: at least this many, and POOL_FACTOR * k.
 MIN_POOL = 40
 POOL_FACTOR = 4
+# The keyword query behind hybrid fetches this many times the pool, to score vector candidates.
+KEYWORD_DEPTH = 5
 
 
 def pool_size(k: int) -> int:
@@ -63,3 +65,29 @@ def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) 
         floor = min(vector.values())
         vector = {i: vector.get(i, floor) for i in hits}
     return fuse_scored(hits, vector, keyword, alpha, k)
+
+
+def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
+               query_vector: Sequence[float],
+               vectors_of: Callable[[list[str]], Mapping[str, Sequence[float]]],
+               alpha: float) -> list[Hit]:
+    """Hybrid over the union of the top `pool` of each side, every candidate with both real
+    scores. `by_vector`: the vector side's top hits (score = cosine similarity);
+    `deep_keyword`: the keyword side's top KEYWORD_DEPTH * pool hits (score = BM25), whose
+    first `pool` are candidates and the rest only score vector candidates (a full-text query
+    narrowed to some ids would score them against those ids' statistics). A keyword-only
+    candidate's similarity comes from its stored vector (`vectors_of`); a vector candidate
+    missing from a full deep list is given the weakest score in it (at most that), from a
+    list that is not full, 0 (it matches no term)."""
+    by_keyword = deep_keyword[:pool]
+    hits = {h.id: h for h in [*by_keyword, *by_vector]}
+    vscore = {h.id: h.score for h in by_vector}
+    kscore = {h.id: h.score for h in deep_keyword}
+    only_keyword = [i for i in hits if i not in vscore]
+    if only_keyword:
+        stored = vectors_of(only_keyword)
+        vscore.update({i: cosine(query_vector, v) for i, v in stored.items()})
+    if deep_keyword and len(deep_keyword) >= KEYWORD_DEPTH * pool:
+        floor = deep_keyword[-1].score
+        kscore.update({i: floor for i in hits if i not in kscore})
+    return fuse_scored(hits, vscore, kscore, alpha, pool)

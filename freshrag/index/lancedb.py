@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from freshrag.index import IndexUnavailable
-from freshrag.index.fusion import cosine, fuse, fuse_scored, pool_size
+from freshrag.index.fusion import KEYWORD_DEPTH, fuse, fuse_union, pool_size
 from freshrag.model import Filters, Hit, Mode, Record, SourceStats
 
 __all__ = ["LanceIndex", "fuse"]  # fuse: the Weaviate adapter imports it from here
 
-# The keyword query behind hybrid fetches this many times the pool, to score vector candidates.
-KEYWORD_DEPTH = 5
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
             "page", "source_modified_at", "indexed_at", "metadata"]
 
@@ -232,26 +230,11 @@ class LanceIndex:
 
     def _hybrid(self, text: str, vector: list[float], pool: int, alpha: float,
                 where: str | None) -> list[Hit]:
-        """The union of the top `pool` of each side, each candidate with both real scores: the
-        stored vector's similarity for a keyword-only candidate, its BM25 score for a
-        vector-only one; then fusion (freshrag/index/fusion.py). BM25 scores come from one
-        deeper keyword query: a full-text query narrowed to some ids scores them against
-        those ids only (other statistics), so it cannot be used."""
+        """Both sides' candidates, each with both real scores (freshrag/index/fusion.py)."""
         by_vector = self._search(Mode.vector, text, vector, pool, where)
         deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where) \
             if text.strip() else []
-        by_keyword = deep[:pool]
-        hits = {h.id: h for h in [*by_keyword, *by_vector]}
-        vscore = {h.id: h.score for h in by_vector}
-        kscore = {h.id: h.score for h in deep}
-        only_keyword = [i for i in hits if i not in vscore]
-        if only_keyword:
-            stored = self.vectors(only_keyword)
-            vscore.update({i: cosine(vector, v) for i, v in stored.items()})
-        if len(deep) == KEYWORD_DEPTH * pool:  # more matches below: at most the weakest's
-            floor = deep[-1].score
-            kscore.update({i: floor for i in hits if i not in kscore})
-        return fuse_scored(hits, vscore, kscore, alpha, pool)
+        return fuse_union(by_vector, deep, pool, vector, self.vectors, alpha)
 
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from freshrag.index.fusion import cosine, fuse, fuse_scored
+from freshrag.index.fusion import cosine, fuse, fuse_scored, fuse_union
 from freshrag.model import Hit
 
 
@@ -45,3 +45,18 @@ def test_ranked_lists_fuse_with_a_missing_score_as_the_weakest() -> None:
     top = fuse([hit("a", 0.9), hit("b", 0.6)], [hit("c", 2.0), hit("a", 1.0)], 0.5, 3)
     assert [h.id for h in top] == ["c", "a", "b"]  # c: 2/3 + 1, a: 1 + 1/2, b: 2/3 + 0
     assert cosine([1.0, 0.0], [0.0, 2.0]) == 0.0 and cosine([1.0, 1.0], [2.0, 2.0]) > 0.999
+
+
+def test_the_union_scores_keyword_only_candidates_by_their_stored_vectors() -> None:
+    by_vector = [hit("v1", 0.9), hit("v2", 0.8)]
+    deep = [hit("k1", 5.0), hit("v2", 4.0)]
+    asked: list[list[str]] = []
+
+    def vectors_of(ids: list[str]) -> dict[str, list[float]]:
+        asked.append(ids)
+        return {"k1": [1.0, 0.0]}
+
+    top = fuse_union(by_vector, deep, 40, [1.0, 0.0], vectors_of, 0.5)
+    assert asked == [["k1"]]
+    # k1: similarity 1.0 (its stored vector is the query's) and the best BM25: first.
+    assert [h.id for h in top] == ["k1", "v2", "v1"]
