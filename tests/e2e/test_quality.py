@@ -1,6 +1,9 @@
-"""Retrieval quality through the installed command: re-chunking on a chunker change."""
+"""Retrieval quality through the installed command: re-chunking after a chunker change, no
+navigation chunks from a Sphinx page, an exact product code found first by hybrid search."""
 
 from __future__ import annotations
+
+import pytest
 
 from tests.corpus import markdown_doc
 from tests.e2e.userpath import Project
@@ -19,6 +22,7 @@ path = "./docs"
 """)
 
 
+@pytest.mark.slow
 def test_a_changed_chunker_makes_sync_rechunk_and_embed_only_changed_chunks(
         project: Project) -> None:
     (project.docs / "long.md").write_text(markdown_doc(1, sections=6, paragraphs=4, words=60))
@@ -41,6 +45,7 @@ def test_a_changed_chunker_makes_sync_rechunk_and_embed_only_changed_chunks(
     assert after["documents"]["updated"] == 0 and after["chunks"]["embedded"] == 0, after
 
 
+@pytest.mark.slow
 def test_a_sphinx_page_syncs_with_no_navigation_chunk(project: Project) -> None:
     (project.docs / "json.html").write_bytes(SPHINX)
     config(project)
@@ -71,6 +76,7 @@ def zorblax_notes(project: Project) -> None:
             f"{NOTE_WORDS[n * 3 % 10]} vault.{' ' + GARDEN if n == 5 else ''}\n")
 
 
+@pytest.mark.slow
 def test_a_unique_token_with_common_words_finds_its_document_first_in_hybrid(
         project: Project) -> None:
     zorblax_notes(project)
