@@ -15,8 +15,8 @@ SPECIAL_TOKENS = 2  # [CLS] and [SEP], added by the model to every input
 # Bump when the same elements would chunk differently: `freshrag sync` then re-chunks every
 # document (only chunks whose text changed are embedded again).
 CHUNKER_VERSION = "2"
-# How much likelier a cut is before a heading than before a paragraph or sentence of the same
-# size: sections start chunks when they are big enough to stand alone.
+# A boundary before a heading has its score divided by this, so it is likelier to be the lowest
+# nearby: sections tend to start chunks, and small ones still merge with their neighbours.
 TITLE_WEIGHT = 4.0
 _SENTENCE_END = re.compile(r"(?<=[.!?。！？])[\"')\]]*\s+(?=\S)")
 
@@ -48,9 +48,9 @@ def sentences(text: str) -> list[str]:
     return [s for s in (p.strip() for p in _SENTENCE_END.split(text)) if s]
 
 
-def _uniform(*texts: str) -> float:
-    """A number in [0, 1) read off the texts alone (the same texts, the same number)."""
-    digest = hashlib.blake2b("\x1f".join(texts).encode("utf-8"), digest_size=8).digest()
+def _uniform(text: str) -> float:
+    """A number in [0, 1) read off the text alone (the same text, the same number)."""
+    digest = hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2.0 ** 64
 
 
