@@ -19,6 +19,7 @@ from bench import (
     freshness_events,
     memory,
     peers,
+    quality,
     reembed,
     rescan,
     throughput,
@@ -93,6 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         result["api"] = guarded(api_load.run, embedder, size["api_chunks"], size["api_seconds"])
     if part("memory"):
         result["memory"] = guarded(memory.run, size["burst"])
+    if part("quality"):
+        result["quality"] = guarded(quality.run, embedder)
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():

@@ -77,6 +77,7 @@ class ParseConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     max_file_mb: float = Field(50.0, gt=0)
     timeout_s: float = Field(120.0, gt=0)
+    drop_boilerplate: bool = True  # navigation, page headers/footers, permalink signs
 
 
 class SourceConfig(BaseModel):

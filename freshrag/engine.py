@@ -12,7 +12,8 @@ from functools import partial
 from typing import Any
 
 from connectors import Source, SourceError, build_source
-from freshrag.chunk import ChunkSizes, chunk
+from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
+from freshrag.clean import CLEAN_VERSION
 from freshrag.config import Settings
 from freshrag.embed import Embedder, SentenceTransformerEmbedder
 from freshrag.index import Index, IndexUnavailable, open_index
@@ -62,6 +63,7 @@ class _Run:
     report: SyncReport
     known: dict[str, Any]
     suspect: set[str]  # interrupted last time: redo in full, never trust the ledger's hash
+    rechunk: bool = False  # chunked by another chunker version or sizes: parse everything
     gone_by_hash: dict[str, list[str]] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # gone between detect and read
@@ -82,7 +84,9 @@ class Engine:
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.model.name, settings.model.batch_size, settings.model.device)
         self._index = index
-        self.parser: Parser = parser or IsolatedParser(settings.parse.timeout_s)
+        self.parser: Parser = parser or IsolatedParser(
+            settings.parse.timeout_s,
+            options={"drop_boilerplate": settings.parse.drop_boilerplate})
         self._sources: dict[str, Source] = {}
         self._writes_since_optimize = 0
         self.lock_wait_s = 60.0  # how long a sync waits for another one on the same source
@@ -167,10 +171,15 @@ class Engine:
         self.ledger.set_source_state(source_name, last_start=started)
         known = self.ledger.fingerprints(source_name)
         suspect = set(self.ledger.intents(source_name))
-        run = _Run(src, SyncReport(), known, suspect)
+        signature = self.pipeline_signature()
+        run = _Run(src, SyncReport(), known, suspect,
+                   rechunk=bool(known) and self.ledger.pipeline(source_name) != signature)
         if keys is None:  # suspects first: a SQL scan keeps its cursor state for commit()
             candidates = list(src.candidates(sorted(suspect))) if suspect else []
             candidates += src.scan(known)
+            if run.rechunk:  # every document, changed or not, is chunked again
+                listed = {c.key for c in candidates}
+                candidates += src.candidates(sorted(k for k in known if k not in listed))
         else:
             candidates = list(src.candidates(list(dict.fromkeys([*keys, *sorted(suspect)]))))
             candidates += self._vanished_under(source_name, candidates, known)
@@ -201,6 +210,8 @@ class Engine:
         self._flush(source_name, batch, run.report, lock)
         self._delete_gone(source_name, gone + run.vanished, run, lock, progress, len(present))
         src.commit()
+        if keys is None and self.ledger.pipeline(source_name) != signature:
+            self.ledger.set_pipeline(source_name, signature)
         if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
             self.index.optimize()
             self._writes_since_optimize = 0
@@ -273,7 +284,8 @@ class Engine:
         digest = content_hash(item.text if item.text is not None else item.data)
         meta = meta_hash_of(item.metadata)
         prev = self.ledger.get(src.name, cand.key)
-        if prev is not None and prev.content_hash == digest and cand.key not in run.suspect:
+        if (prev is not None and prev.content_hash == digest and cand.key not in run.suspect
+                and not run.rechunk):
             if prev.meta_hash != meta:
                 ids = list(self._retry(lambda: self.index.ids_for(src.name, cand.key)))
                 self._retry(lambda: self.index.update_metadata(ids, item.metadata,
@@ -297,6 +309,13 @@ class Engine:
             self._fail(src.name, cand.key, str(exc), report)
             return None
         return _Pending(item, digest, meta, chunks, prev, renamed_from)
+
+    def pipeline_signature(self) -> str:
+        """What the chunks depend on besides the content: chunker version, configured sizes,
+        boilerplate cleaning. Read from settings, so it costs no model load."""
+        c, p = self.settings.chunk, self.settings.parse
+        clean = f"clean {CLEAN_VERSION}" if p.drop_boilerplate else "clean off"
+        return f"chunk {CHUNKER_VERSION} {c.min_tokens}/{c.target_tokens}/{c.max_tokens}; {clean}"
 
     def chunk_sizes(self) -> ChunkSizes:
         c = self.settings.chunk

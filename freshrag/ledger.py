@@ -84,6 +84,14 @@ locks = Table(
     Column("expires_at", Float, nullable=False),
 )
 
+# How each source's documents were cut into chunks (chunker version and sizes, cleaning): a
+# sync that finds another one re-chunks every document of the source.
+pipelines = Table(
+    "freshrag_pipelines", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("signature", Text, nullable=False),
+)
+
 embeddings = Table(
     "freshrag_embeddings", metadata,
     Column("model", String(200), primary_key=True),
@@ -219,8 +227,21 @@ class Ledger:
 
     def drop_source(self, source: str) -> None:
         with self.engine.begin() as conn:
-            for table in (documents, errors, intents, source_state):
+            for table in (documents, errors, intents, source_state, pipelines):
                 conn.execute(delete(table).where(table.c.source == source))
+
+    # chunking pipeline -------------------------------------------------------------
+    def pipeline(self, source: str) -> str | None:
+        """The chunking signature the source's indexed chunks were made with (None: unknown,
+        e.g. a ledger from before signatures were recorded)."""
+        q = select(pipelines.c.signature).where(pipelines.c.source == source)
+        with self.engine.connect() as conn:
+            row = conn.execute(q).first()
+        return row.signature if row else None
+
+    def set_pipeline(self, source: str, signature: str) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, pipelines, {"source": source}, {"signature": signature})
 
     # intents -------------------------------------------------------------------
     def mark_intents(self, source: str, keys: Iterable[str]) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any, Protocol
 
+from freshrag.clean import clean_elements, clean_html
 from freshrag.model import Element, Item
 
 SKIP_CATEGORIES = {"PageBreak", "Header", "Footer", "PageNumber", "Image", "FigureCaption"}
@@ -184,7 +185,12 @@ def _convert(raw: list[Any]) -> list[Element]:
 
 
 class UnstructuredParser:
-    """The default parser: unstructured's partitioner for the file's type (by extension)."""
+    """The default parser: unstructured's partitioner for the file's type (by extension).
+    With `drop_boilerplate` (parse.drop_boilerplate, on by default) navigation, page headers
+    and footers and permalink signs are removed (freshrag/clean.py)."""
+
+    def __init__(self, drop_boilerplate: bool = True):
+        self.drop_boilerplate = drop_boilerplate
 
     def prepare(self, item: Item) -> None:
         """Import what parsing this item needs (slow the first time, so outside the timeout)."""
@@ -215,7 +221,8 @@ class UnstructuredParser:
             if kind == "csv":  # partition_csv takes only a file
                 kwargs["file"] = io.BytesIO(text.encode("utf-8"))
             else:
-                kwargs["text"] = text
+                kwargs["text"] = clean_html(text) if kind == "html" and self.drop_boilerplate \
+                    else text
         else:
             kwargs["file"] = io.BytesIO(item.data)
             kwargs["metadata_filename"] = item.filename or item.key
@@ -231,6 +238,8 @@ class UnstructuredParser:
         except Exception as exc:  # a corrupt file surfaces as any exception type
             raise ParseError(f"cannot parse as {kind}: {type(exc).__name__}: {exc}") from exc
         elements = _convert(raw)
+        if self.drop_boilerplate:
+            elements = clean_elements(elements)
         if not elements:
             raise ParseError(f"no text found in {kind} file")
         return elements

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import pickle
 import signal
@@ -43,17 +44,20 @@ class IsolatedParser:
     counted in the timeout: it has its own bound, `startup_s`."""
 
     def __init__(self, timeout_s: float = 120.0,
-                 target: str = "freshrag.parse:UnstructuredParser", startup_s: float = 300.0):
+                 target: str = "freshrag.parse:UnstructuredParser", startup_s: float = 300.0,
+                 options: dict[str, Any] | None = None):
         self.timeout_s = timeout_s
         self.startup_s = startup_s
         self.target = target
+        self.options = dict(options or {})  # keyword arguments of the target's constructor
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
     def _child(self) -> subprocess.Popen[bytes]:
         if self._proc is None or self._proc.poll() is not None:
             self._proc = subprocess.Popen(
-                [sys.executable, "-m", "freshrag.parse_worker", self.target],
+                [sys.executable, "-m", "freshrag.parse_worker", self.target,
+                 json.dumps(self.options)],
                 stdin=subprocess.PIPE, stdout=subprocess.PIPE)
         return self._proc
 
@@ -142,7 +146,8 @@ def main() -> None:
     if os.getppid() == 1:
         return
     module, cls = sys.argv[1].split(":")
-    parser = getattr(importlib.import_module(module), cls)()
+    options = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    parser = getattr(importlib.import_module(module), cls)(**options)
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the protocol

@@ -9,7 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from freshrag.index import IndexUnavailable
+from freshrag.index.fusion import KEYWORD_DEPTH, fuse, fuse_union, pool_size
 from freshrag.model import Filters, Hit, Mode, Record, SourceStats
+
+__all__ = ["LanceIndex", "fuse"]  # fuse: the Weaviate adapter imports it from here
 
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
             "page", "source_modified_at", "indexed_at", "metadata"]
@@ -21,28 +24,6 @@ def sql_str(value: str) -> str:
 
 def canonical_metadata(metadata: dict[str, Any]) -> str:
     return json.dumps(metadata, sort_keys=True, separators=(",", ":"), default=str)
-
-
-def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) -> list[Hit]:
-    """Relative score fusion (Weaviate's default): min-max normalise each list, then
-    alpha * vector + (1 - alpha) * keyword."""
-    def normalised(hits: list[Hit]) -> dict[str, float]:
-        if not hits:
-            return {}
-        lo, hi = min(h.score for h in hits), max(h.score for h in hits)
-        span = hi - lo
-        return {h.id: (h.score - lo) / span if span > 0 else 1.0 for h in hits}
-
-    v, t = normalised(vector_hits), normalised(keyword_hits)
-    by_id = {h.id: h for h in [*keyword_hits, *vector_hits]}
-    scored = [(alpha * v.get(i, 0.0) + (1 - alpha) * t.get(i, 0.0), i) for i in by_id]
-    scored.sort(key=lambda pair: (-pair[0], pair[1]))
-    out = []
-    for score, i in scored[:k]:
-        hit = by_id[i]
-        hit.score = score
-        out.append(hit)
-    return out
 
 
 def _io_failure(exc: Exception) -> bool:
@@ -254,6 +235,14 @@ class LanceIndex:
         # Cosine distance d in [0, 2]: report similarity 1 - d so higher is better everywhere.
         return [_to_hit(r, 1.0 - r[score_col] if sign < 0 else r[score_col]) for r in rows]
 
+    def _hybrid(self, text: str, vector: list[float], pool: int, alpha: float,
+                where: str | None) -> list[Hit]:
+        """Both sides' candidates, each with both real scores (freshrag/index/fusion.py)."""
+        by_vector = self._search(Mode.vector, text, vector, pool, where)
+        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where) \
+            if text.strip() else []
+        return fuse_union(by_vector, deep, pool, vector, self.vectors, alpha)
+
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,
                filters: Filters | None = None) -> list[Hit]:
@@ -264,10 +253,7 @@ class LanceIndex:
         where = self._filter_sql(filters)
         fetch = k * 4 if filters and filters.metadata else k
         if mode is Mode.hybrid:
-            pool = max(fetch, 20)
-            hits = fuse(self._search(Mode.vector, text, vector, pool, where),
-                        self._search(Mode.keyword, text, None, pool, where) if text.strip()
-                        else [], alpha, pool)
+            hits = self._hybrid(text, list(vector or []), pool_size(fetch), alpha, where)
         else:
             if mode is Mode.keyword and not text.strip():
                 return []

@@ -12,7 +12,8 @@ from bench.report import TARGETS
 @pytest.mark.slow
 def test_reembedding_stays_within_the_published_targets() -> None:
     counts = freshrag_counts()
-    assert counts["initial"] >= 140  # the 100-chunk document and the long one
+    # the 100-paragraph document and the long one (chunks now hold several short paragraphs)
+    assert counts["initial"] >= 100
     for case, most in TARGETS.items():
         assert counts["cases"][case] <= most, (case, counts["cases"])
     assert counts["cases"]["edit"] >= 1 and counts["cases"]["insert_top_long"] >= 1
