@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     if part("memory"):
         result["memory"] = guarded(memory.run, size["burst"])
     if part("quality"):
-        result["quality"] = guarded(quality.run, embedder)
+        result["quality"] = guarded(quality.run)
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():

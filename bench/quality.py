@@ -7,8 +7,9 @@ to: the relevant documents for that question, as the FAQ's authors chose them. T
 themselves are not indexed. Every page an answer links to is in the corpus, with every 8th
 other library page as a distractor.
 
-Measured through the product's own path: `Engine.sync` of a folder source and `Engine.search`
-(what `freshrag sync` / `freshrag search` call), chunks read back from the index.
+Measured through the product's own entry points: `freshrag sync --json` on a freshrag.toml,
+then `freshrag serve`'s `POST /search` (every mode, alphas as request fields) and
+`GET /documents/{source}/{key}` (the chunks as stored).
 """
 
 from __future__ import annotations
@@ -18,11 +19,13 @@ import shutil
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from bench.common import engine_for
-from freshrag.model import Mode
+from bench.api_load import free_port, wait_ready
+from bench.common import folder_config, launch, stop, sync_json
 
 DOCS = Path("/usr/share/doc/python3.11-doc/html")
 # Embedding the corpus takes minutes on 2 cores: the home (and its vector cache) is kept here
@@ -73,30 +76,65 @@ def is_navigation(text: str) -> bool:
     return any(NAV_LINE.match(line.strip()) for line in text.split("\n") if line.strip())
 
 
-def ranked_docs(engine: Any, query: str, mode: Mode, depth: int = 10,
+class Api:
+    """A running `freshrag serve`: search and documents, as a client sees them."""
+
+    def __init__(self, url: str):
+        import httpx
+
+        self.url, self.http = url, httpx.Client(timeout=60)
+
+    def search(self, query: str, k: int, mode: str, alpha: float | None = None
+               ) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"query": query, "k": k, "mode": mode}
+        if alpha is not None:
+            body["alpha"] = alpha
+        r = self.http.post(self.url + "/search", json=body)
+        r.raise_for_status()
+        return list(r.json()["hits"])
+
+    def document(self, source: str, key: str) -> list[dict[str, Any]]:
+        from urllib.parse import quote
+
+        r = self.http.get(f"{self.url}/documents/{source}/{quote(key)}")
+        r.raise_for_status()
+        return list(r.json()["chunks"])
+
+
+@contextmanager
+def served(config: Path) -> Iterator[Api]:
+    port = free_port()
+    proc = launch(config, "serve", "--port", str(port))
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", proc)
+        yield Api(f"http://127.0.0.1:{port}")
+    finally:
+        stop(proc)
+
+
+def ranked_docs(api: Api, query: str, mode: str, depth: int = 10,
                 alpha: float | None = None) -> list[str]:
     """Documents in the order of their best chunk."""
     seen: list[str] = []
-    for hit in engine.search(query, k=50, mode=mode, alpha=alpha):
-        if hit.doc_key not in seen:
-            seen.append(hit.doc_key)
+    for hit in api.search(query, k=50, mode=mode, alpha=alpha):
+        if hit["doc_key"] not in seen:
+            seen.append(hit["doc_key"])
         if len(seen) == depth:
             break
     return seen
 
 
-def retrieval(engine: Any, judged: list[tuple[str, set[str]]]) -> dict[str, dict[str, float]]:
+def retrieval(api: Api, judged: list[tuple[str, set[str]]]) -> dict[str, dict[str, float]]:
     """recall@5 and MRR@10 of documents per mode (hybrid at the configured alpha), and of
     hybrid at other alphas to show how sensitive fusion is (reported, not used to pick)."""
     out: dict[str, dict[str, float]] = {}
-    runs: list[tuple[str, Mode, float | None]] = [
-        ("hybrid", Mode.hybrid, None), ("vector", Mode.vector, None),
-        ("keyword", Mode.keyword, None),
-        *((f"hybrid alpha={a}", Mode.hybrid, a) for a in (0.25, 0.75))]
+    runs: list[tuple[str, str, float | None]] = [
+        ("hybrid", "hybrid", None), ("vector", "vector", None), ("keyword", "keyword", None),
+        *((f"hybrid alpha={a}", "hybrid", a) for a in (0.25, 0.75))]
     for name, mode, alpha in runs:
         recall, rr = [], []
         for question, relevant in judged:
-            docs = ranked_docs(engine, question, mode, alpha=alpha)
+            docs = ranked_docs(api, question, mode, alpha=alpha)
             recall.append(len(relevant & set(docs[:5])) / len(relevant))
             first = next((n for n, d in enumerate(docs, 1) if d in relevant), None)
             rr.append(1.0 / first if first else 0.0)
@@ -105,13 +143,13 @@ def retrieval(engine: Any, judged: list[tuple[str, set[str]]]) -> dict[str, dict
     return out
 
 
-def chunk_figures(engine: Any, pages: list[Path], target_tokens: int) -> dict[str, Any]:
+def chunk_figures(api: Api, pages: list[Path], target_tokens: int) -> dict[str, Any]:
     texts: list[str] = []
     titles: list[str] = []
     for page in pages:
-        for hit in engine.index.get_document("docs", page.name):
-            texts.append(hit.text)
-            titles.append(hit.title)
+        for chunk in api.document("docs", page.name):
+            texts.append(chunk["text"])
+            titles.append(chunk.get("title") or "")
     words = sorted(len(t.split()) for t in texts)
     megabytes = sum(p.stat().st_size for p in pages) / 1e6
     median = statistics.median(words)
@@ -127,7 +165,7 @@ def chunk_figures(engine: Any, pages: list[Path], target_tokens: int) -> dict[st
     }
 
 
-def unique_token_first(embedder: Any) -> bool:
+def unique_token_first() -> bool:
     """The issue's example: 30 notes alike but for a codeword; hybrid finds the one asked."""
     words = ["north", "copper", "silent", "amber", "granite", "harbour", "crystal", "velvet",
              "iron", "maple"]
@@ -140,16 +178,15 @@ def unique_token_first(embedder: Any) -> bool:
             (folder / f"note{n}.md").write_text(
                 f"# Note {n}\n\nThe codeword zorblax{n}quint unlocks the {words[n % 10]} "
                 f"{words[n * 3 % 10]} vault.{extra if n == 5 else ''}\n")
-        engine = engine_for(Path(tmp) / "home", folder, embedder)
-        try:
-            engine.sync("docs")
-            hits = engine.search("codeword zorblax5quint vault", k=5, mode=Mode.hybrid)
-            return bool(hits) and hits[0].doc_key == "note5.md"
-        finally:
-            engine.close()
+        config = folder_config(Path(tmp), folder)
+        sync_json(config)
+        with served(config) as api:
+            hits = api.search("codeword zorblax5quint vault", k=5, mode="hybrid")
+        return bool(hits) and hits[0]["doc_key"] == "note5.md"
 
 
-def run(embedder: Any, docs: Path = DOCS) -> dict[str, Any]:
+def run(target: int = 160, docs: Path = DOCS) -> dict[str, Any]:
+    """`target`: the default `chunk.target_tokens` (the config below sets no [chunk])."""
     if not (docs / "faq").is_dir():
         raise SystemExit(f"bench quality: {docs} not found; install it with "
                          "`apt-get install python3.11-doc`")
@@ -164,21 +201,18 @@ def run(embedder: Any, docs: Path = DOCS) -> dict[str, Any]:
     for page in pages:
         if not (folder / page.name).exists():
             shutil.copy2(page, folder / page.name)
-    engine = engine_for(CACHE / "home", folder, embedder)
-    try:
-        started = time.time()
-        report = engine.sync("docs")
-        sync_s = time.time() - started
-        target = engine.settings.chunk.target_tokens
-        figures = chunk_figures(engine, pages, target)
-        scores = retrieval(engine, judged)
-    finally:
-        engine.close()
+    config = folder_config(CACHE, folder)
+    started = time.time()
+    report = sync_json(config)
+    sync_s = time.time() - started
+    with served(config) as api:
+        figures = chunk_figures(api, pages, target)
+        scores = retrieval(api, judged)
     from bench.reembed import freshrag_counts
 
     return {"corpus": f"Python {docs.name} docs: library pages, FAQ judgments",
             "questions": len(judged), "target_tokens": target, **figures,
             "retrieval": scores, "sync": {"seconds": round(sync_s, 1),
-                                          "embedded": report.embedded},
-            "unique_token_first": unique_token_first(embedder),
-            "reembed": freshrag_counts(embedder)["cases"]}
+                                          "embedded": report["chunks"]["embedded"]},
+            "unique_token_first": unique_token_first(),
+            "reembed": freshrag_counts()["cases"]}
