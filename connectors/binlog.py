@@ -93,9 +93,10 @@ class BinlogReader:
         the watcher's start-up reconcile covers what came before). A purged position sets
         `gap`, counts it in the state file and starts at the current position."""
         from pymysqlreplication import BinLogStreamReader
-        from pymysqlreplication.event import QueryEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
         from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
+        logging.getLogger("pymysqlreplication").setLevel(logging.ERROR)  # its metadata advice
         state = load_state(self.config, self.home)
         saved = (state["file"], int(state["pos"])) if "file" in state else None
         if saved is not None:
@@ -111,9 +112,11 @@ class BinlogReader:
         self.stream = BinLogStreamReader(
             connection_settings=self.conn, server_id=self.server_id, resume_stream=True,
             log_file=start[0], log_pos=start[1], blocking=True, slave_heartbeat=0.5,
-            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent],
+            only_events=[WriteRowsEvent, UpdateRowsEvent, DeleteRowsEvent, XidEvent, QueryEvent,
+                         HeartbeatLogEvent],  # a heartbeat returns control every 0.5 s
             only_schemas=[self.schema] if self.schema else None, only_tables=[self.table],
-            use_column_name_cache=True)
+            use_column_name_cache=True,  # column names from information_schema when the
+            enable_logging=False)  # binlog carries none (binlog_row_metadata = MINIMAL)
 
     def _purged(self, state: dict[str, Any], saved: Position) -> None:
         state["purged"] = int(state.get("purged", 0)) + 1
@@ -128,7 +131,7 @@ class BinlogReader:
     def poll(self) -> list[tuple[Position, list[str]]]:
         """Block until the next event or heartbeat (~0.5 s); never raises for a purged log."""
         import pymysql
-        from pymysqlreplication.event import QueryEvent, XidEvent
+        from pymysqlreplication.event import HeartbeatLogEvent, QueryEvent, XidEvent
 
         try:
             event = self.stream.fetchone()
@@ -140,6 +143,8 @@ class BinlogReader:
                 return []
             raise
         if event is None:
+            return []
+        if isinstance(event, HeartbeatLogEvent):
             return []
         if isinstance(event, QueryEvent) and str(event.query).strip().upper() != "COMMIT":
             return []  # BEGIN, DDL: not a row change, not the end of one

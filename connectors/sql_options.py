@@ -97,7 +97,7 @@ def parse_options(config: Any) -> SqlOptions:
         backend = make_url(opts.url).get_backend_name()
     except sa.exc.ArgumentError as exc:
         raise ConfigError(f"sources.{name}.url: {exc}") from exc
-    if backend not in engines:
+    if backend in CAPTURE_NAMES and backend not in engines:  # others: make_engine says why
         raise ConfigError(f"sources.{name}.capture: {mode!r} is not supported on {backend} "
                           f"(it needs {' or '.join(CAPTURE_NAMES[e] for e in engines)})")
     if mode != "poll" and not opts.table:
@@ -184,6 +184,10 @@ def make_engine(opts: SqlOptions, name: str, base_dir: Path, read_only: bool = T
         def _sqlite_session(dbapi_conn: Any, _record: Any) -> None:
             # bad UTF-8 in a TEXT value becomes one row's error, not a failed page
             dbapi_conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+            from connectors.sql_reconcile import key_hash
+
+            dbapi_conn.create_function("freshrag_key_hash", 1, lambda t: key_hash([t]),
+                                       deterministic=True)
             if read_only:
                 dbapi_conn.execute("PRAGMA query_only = ON")
         return engine
