@@ -179,6 +179,26 @@ def refused(exc: sa.exc.DBAPIError) -> bool:
     return any(m in first_line(exc).lower() for m in _REFUSED)
 
 
+def status(config: Any, settings: Any) -> dict[str, Any] | None:
+    """The change stream's position and lag (binlog position, slot lag and retained WAL,
+    changelog backlog), for a table's freshness; None when the source only polls."""
+    mode = mode_of(config)
+    base = getattr(settings, "base_dir", ".")
+    if mode == "binlog":
+        from connectors import binlog
+
+        return binlog.status(config, settings.home)
+    if mode == "changelog":
+        from connectors import changelog
+
+        return changelog.status(config, base)
+    if mode == "logical":
+        from connectors import pg_logical
+
+        return pg_logical.status(config, base)
+    return {"mode": mode} if mode != "poll" else None
+
+
 def first_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None)
     text = str(orig if orig is not None else exc).strip()

@@ -423,25 +423,10 @@ class SqlSource:
         self._cache_bytes = 0
 
     def capture_status(self) -> dict[str, Any] | None:
-        """The change stream's position and lag (binlog, slot, changelog backlog); None when
-        the source only polls."""
-        from connectors.sql_options import capture_mode
+        """The change stream's position and lag; None when the source only polls."""
+        from connectors.capture import status
 
-        mode = capture_mode(self.opts)
-        base = getattr(self.settings, "base_dir", ".")
-        if mode == "binlog":
-            from connectors import binlog
-
-            return binlog.status(self.config, self.settings.home)
-        if mode == "changelog":
-            from connectors import changelog
-
-            return changelog.status(self.config, base)
-        if mode == "logical":
-            from connectors import pg_logical
-
-            return pg_logical.status(self.config, base)
-        return {"mode": mode} if mode != "poll" else None
+        return status(self.config, self.settings)
 
     def close(self) -> None:
         self.db.dispose()

@@ -12,7 +12,9 @@ import tempfile
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, NoReturn
 
 import pytest
 import sqlalchemy as sa
@@ -24,10 +26,26 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _missing(what: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"{what} (CI=true: the capture servers are required)")
-    pytest.skip(what)
+class Unavailable(RuntimeError):
+    """The server binaries are missing or would not start."""
+
+
+def _missing(what: str) -> NoReturn:
+    raise Unavailable(what)
+
+
+def _fixture(server: Any) -> Iterator[str]:
+    try:
+        cm = server()
+        url = cm.__enter__()
+    except Unavailable as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"{exc} (CI=true: the capture servers are required)")
+        pytest.skip(str(exc))
+    try:
+        yield url
+    finally:
+        cm.__exit__(None, None, None)
 
 
 def _as(user: str) -> list[str]:
@@ -66,6 +84,18 @@ def _tempdir(owner: str) -> Path:
 @pytest.fixture(scope="session")
 def binlog_mariadb() -> Iterator[str]:
     """An admin URL (root, no password) of a MariaDB writing a ROW binlog."""
+    yield from _fixture(binlog_server)
+
+
+@pytest.fixture(scope="session")
+def logical_postgres() -> Iterator[str]:
+    """An admin URL (postgres, trust) of a Postgres cluster with wal_level = logical."""
+    yield from _fixture(logical_server)
+
+
+@contextmanager
+def binlog_server() -> Iterator[str]:
+    """A MariaDB writing a ROW binlog, in a temp dir on a free port; its admin URL."""
     install, server = shutil.which("mariadb-install-db"), shutil.which("mariadbd") or \
         (shutil.which("mariadbd", path="/usr/sbin:/usr/local/sbin"))
     if not install or not server:
@@ -99,9 +129,9 @@ def binlog_mariadb() -> Iterator[str]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def logical_postgres() -> Iterator[str]:
-    """An admin URL (postgres, trust) of a Postgres cluster with wal_level = logical."""
+@contextmanager
+def logical_server() -> Iterator[str]:
+    """A Postgres cluster with wal_level = logical, in a temp dir on a free port; its URL."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     if not initdb or not pg_ctl:
         _missing("initdb / pg_ctl are not installed")
