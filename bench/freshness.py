@@ -229,7 +229,9 @@ def capture_trials(trials: int, mode: str) -> dict[str, Any]:
         config = (f'[[sources]]\nname = "tickets"\ntype = "sql"\nurl = "{url}"\n'
                   'table = "tickets"\nkey = "id"\ntext = "{title}\\n\\n{body}"\n'
                   f'cursor = "updated_at"\ncapture = "{mode}"\npoll_interval = 3600\n')
-        with services(Path(t), config) as api:
+        # --record off: the watcher as README runs it without a Prefect server (the hot path
+        # is the same; recording is issue 11's concern and its ephemeral server the slow part)
+        with services(Path(t), config, ("--record", "off")) as api:
             db = sa.create_engine(url, isolation_level="AUTOCOMMIT")
             search = Search(api, "tickets")
             until(lambda: bool(search.hits("toner")), timeout=180)

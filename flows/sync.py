@@ -126,7 +126,8 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     logger = get_run_logger()
     started = time.time()
     with contextlib.suppress(ConfigError):  # flows do not listen; say when the trigger is gone
-        warning = trigger_warning(settings_of(config, home).source(source))
+        settings = settings_of(config, home)
+        warning = trigger_warning(settings.source(source), settings.base_dir)
         if warning:
             logger.warning(warning)
     report = SyncReport()
