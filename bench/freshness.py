@@ -184,6 +184,94 @@ def pg_trials(trials: int, notify: bool) -> dict[str, Any]:
     return {"freshness_pg_notify_s": dist(updates), "freshness_pg_delete_s": dist(deletes)}
 
 
+CAPTURE_TS = {"binlog": "DATETIME(6)", "changelog": "TIMESTAMP", "logical": "timestamptz"}
+
+
+@contextmanager
+def capture_database(mode: str, tmp: Path) -> Iterator[str]:
+    """A 50-row `tickets` table where `capture = mode` can run: a MariaDB with a ROW binlog or
+    a Postgres with wal_level = logical started for the bench (tests/capture_servers.py), or a
+    SQLite file; yields the source URL."""
+    import sqlalchemy as sa
+
+    from tests.capture_servers import binlog_server, fresh_database, logical_server
+
+    def seed(url: str) -> None:
+        db = sa.create_engine(url)
+        with db.begin() as c:
+            c.execute(sa.text(f"CREATE TABLE tickets (id int PRIMARY KEY, title varchar(100), "
+                              f"body text, updated_at {CAPTURE_TS[mode]} NOT NULL)"))
+            for i in range(50):
+                c.execute(sa.text("INSERT INTO tickets VALUES (:i, :t, :b, CURRENT_TIMESTAMP)"),
+                          {"i": i, "t": f"Ticket {i}", "b": f"Printer {i} is out of toner."})
+        db.dispose()
+    if mode == "changelog":
+        url = f"sqlite:///{tmp / 'app.db'}"
+        seed(url)
+        yield url
+        return
+    with (binlog_server if mode == "binlog" else logical_server)() as admin:
+        databases = fresh_database(admin)
+        url = next(databases)
+        try:
+            seed(url)
+            yield url
+        finally:
+            databases.close()
+
+
+def capture_trials(trials: int, mode: str) -> dict[str, Any]:
+    """UPDATE → searchable and hard DELETE → gone for a `capture = mode` table (poll_interval =
+    3600, so only the change stream brings them), through `freshrag watch` + `freshrag serve`."""
+    import sqlalchemy as sa
+
+    with tempfile.TemporaryDirectory() as t, capture_database(mode, Path(t)) as url:
+        config = (f'[[sources]]\nname = "tickets"\ntype = "sql"\nurl = "{url}"\n'
+                  'table = "tickets"\nkey = "id"\ntext = "{title}\\n\\n{body}"\n'
+                  f'cursor = "updated_at"\ncapture = "{mode}"\npoll_interval = 3600\n')
+        # --record off: the watcher as README runs it without a Prefect server (the hot path
+        # is the same; recording is issue 11's concern and its ephemeral server the slow part)
+        with services(Path(t), config, ("--record", "off")) as api:
+            db = sa.create_engine(url, isolation_level="AUTOCOMMIT")
+            search = Search(api, "tickets")
+            until(lambda: bool(search.hits("toner")), timeout=180)
+            until(lambda: f"following {mode} changes" in (Path(t) / "watch.log").read_text(),
+                  timeout=60)
+            updates, deletes = [], []
+            with db.connect() as c:
+                for n in range(trials):
+                    token = f"zq{uuid.uuid4().hex[:10]}"
+                    start = time.perf_counter()
+                    c.execute(sa.text("UPDATE tickets SET body = :b, updated_at = "
+                                      "CURRENT_TIMESTAMP WHERE id = :i"),
+                              {"b": f"Escalated: {token}", "i": n % 50})
+                    until(lambda token=token: bool(search.hits(token)))
+                    updates.append(time.perf_counter() - start)
+                    gone = f"gone{uuid.uuid4().hex[:10]}"
+                    c.execute(sa.text("INSERT INTO tickets VALUES (:i, 'Extra', :b, "
+                                      "CURRENT_TIMESTAMP)"), {"i": 1000 + n, "b": gone})
+                    until(lambda gone=gone: bool(search.hits(gone)))
+                    start = time.perf_counter()
+                    c.execute(sa.text("DELETE FROM tickets WHERE id = :i"), {"i": 1000 + n})
+                    until(lambda gone=gone: not search.hits(gone))
+                    deletes.append(time.perf_counter() - start)
+            db.dispose()
+    return {f"freshness_{mode}_update_s": dist(updates),
+            f"freshness_{mode}_delete_s": dist(deletes)}
+
+
+def capture_run(trials: int, modes: tuple[str, ...] = ("binlog", "changelog", "logical")
+                ) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for mode in modes:
+        try:
+            out.update(capture_trials(trials, mode))
+        except Exception as exc:  # reported in the JSON, the other figures still run
+            out.update({f"freshness_{mode}_{k}_s": {"error": f"{type(exc).__name__}: {exc}"}
+                        for k in ("update", "delete")})
+    return out
+
+
 def run(trials: int, embedder: Any = None) -> dict[str, Any]:
     """Every figure through the product's commands (`freshrag watch` + `freshrag serve`); the
     embedder argument is unused (each command loads its own model, as a user's does)."""
@@ -198,4 +286,5 @@ def run(trials: int, embedder: Any = None) -> dict[str, Any]:
             out.update(pg_trials(trials, notify))
         except Exception as exc:
             out.update({k: {"error": f"{type(exc).__name__}: {exc}"} for k in keys})
+    out.update(capture_run(trials))
     return out

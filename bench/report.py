@@ -48,7 +48,19 @@ def render_table(r: dict[str, Any]) -> str:
                                ("freshness_pg_delete_s", "Postgres hard DELETE (notify) → gone",
                                 1.0),
                                ("freshness_pg_poll_s", "Postgres UPDATE (poll only) → searchable",
-                                None)):
+                                None),
+                               ("freshness_binlog_update_s",
+                                "MariaDB UPDATE (binlog) → searchable", 1.0),
+                               ("freshness_binlog_delete_s", "MariaDB hard DELETE (binlog) → gone",
+                                1.0),
+                               ("freshness_changelog_update_s",
+                                "SQLite UPDATE (changelog) → searchable", 1.0),
+                               ("freshness_changelog_delete_s",
+                                "SQLite hard DELETE (changelog) → gone", 1.0),
+                               ("freshness_logical_update_s",
+                                "Postgres UPDATE (logical slot) → searchable", 1.0),
+                               ("freshness_logical_delete_s",
+                                "Postgres hard DELETE (logical slot) → gone", 1.0)):
         if isinstance(r.get(key), dict) and "p50" in r[key]:
             f = r[key]
             lines.append(f"| {label} (n={f['n']}) | p50 {f['p50']:.3f} s, p95 {f['p95']:.3f} s, "

@@ -46,6 +46,7 @@ class SqlSource:
 
     def __init__(self, config: Any, settings: Any):
         self.name: str = config.name
+        self.config = config
         self.opts: SqlOptions = parse_options(config)
         self.settings = settings
         self.poll_interval = self.opts.poll_interval  # None: the watcher's default
@@ -71,6 +72,10 @@ class SqlSource:
         self._pos: dict[str, int] = {}
         self._reported: dict[str, tuple[int, str]] = {}
         self.last_reconcile: dict[str, Any] = {}
+        # A pass covers every change before its batch's cut when it read named keys or
+        # reconciled: only then may a change stream's position advance (flows.table_feeds).
+        self._covers = False
+        self.covering_commits = 0
 
     # ledger (cursor state) ------------------------------------------------------------------------
     def bind_ledger(self, ledger: Any) -> None:
@@ -277,6 +282,7 @@ class SqlSource:
         hard deletes and missed rows (every scan, or on schedule when `reconcile_spaced`).
         The new cursor is kept until commit()."""
         self._begin()
+        self._covers = False
         self.resolve()
         polled_at = time.time()
         state = self.load_state()
@@ -323,6 +329,7 @@ class SqlSource:
                 self._force_reconcile = self._force_reconcile or forced  # still owed
                 raise
             state["reconciled_at"] = polled_at
+            self._covers = True
         state["polled_at"] = polled_at
         self._pending = state
 
@@ -357,6 +364,7 @@ class SqlSource:
     def candidates(self, keys: list[str]) -> Iterator[Candidate]:
         """Exactly these keys (a notify batch): present rows, None for gone or soft-deleted."""
         self._begin()
+        self._covers = True
         self.resolve()
         yield from self._by_keys(list(dict.fromkeys(keys)), None)
 
@@ -408,8 +416,17 @@ class SqlSource:
         if self._pending is not None:
             self.ledger.set_source_state(self.name, cursor=json.dumps(self._pending))
             self._pending = None
+        if self._covers:
+            self.covering_commits += 1
+            self._covers = False
         self._cache.clear()
         self._cache_bytes = 0
+
+    def capture_status(self) -> dict[str, Any] | None:
+        """The change stream's position and lag; None when the source only polls."""
+        from connectors.capture import status
+
+        return status(self.config, self.settings)
 
     def close(self) -> None:
         self.db.dispose()

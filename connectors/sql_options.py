@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import string
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -36,8 +36,11 @@ class SqlOptions(BaseModel):
     max_text_kb: int = Field(1024, gt=0)
     max_delete_fraction: float = Field(0.5, gt=0, le=1)  # a reconcile deleting more stops
     retries: int = Field(5, ge=1)
-    notify: bool = False  # Postgres only: LISTEN/NOTIFY fast path (connectors.pg_notify)
+    notify: bool = False  # alias of capture = "notify"
     notify_channel: str | None = None
+    # how the watcher learns of changes besides the cursor poll (connectors.capture)
+    capture: Literal["poll", "notify", "changelog", "binlog", "logical"] | None = None
+    capture_server_id: int | None = Field(None, ge=1, lt=2**32)  # binlog: our replica id
 
     @field_validator("key", "metadata", mode="before")
     @classmethod
@@ -83,9 +86,41 @@ def parse_options(config: Any) -> SqlOptions:
         raise ConfigError(f"sources.{name}.text: bad template: {exc}") from exc
     if not fields:
         raise ConfigError(f"sources.{name}.text: the template names no column ({{column}})")
+    if opts.notify and opts.capture not in (None, "notify"):
+        raise ConfigError(f"sources.{name}.capture: {opts.capture!r} conflicts with notify = "
+                          "true (notify = true means capture = \"notify\"; keep one)")
     if opts.notify and not opts.url.startswith("postgresql"):
         raise ConfigError(f"sources.{name}.notify: only Postgres sources can notify")
+    mode = capture_mode(opts)
+    engines = CAPTURE_ENGINES[mode]
+    try:
+        backend = make_url(opts.url).get_backend_name()
+    except sa.exc.ArgumentError as exc:
+        raise ConfigError(f"sources.{name}.url: {exc}") from exc
+    if backend in CAPTURE_NAMES and backend not in engines:  # others: make_engine says why
+        raise ConfigError(f"sources.{name}.capture: {mode!r} is not supported on {backend} "
+                          f"(it needs {' or '.join(CAPTURE_NAMES[e] for e in engines)})")
+    if mode != "poll" and not opts.table:
+        key = "capture" if opts.capture else "notify"
+        raise ConfigError(f"sources.{name}.{key}: needs `table` ({mode} capture cannot watch a "
+                          "query; a query source can only be polled)")
     return opts
+
+
+CAPTURE_ENGINES: dict[str, tuple[str, ...]] = {
+    "poll": ("postgresql", "mysql", "mariadb", "sqlite"),
+    "notify": ("postgresql",),
+    "changelog": ("postgresql", "mysql", "mariadb", "sqlite"),
+    "binlog": ("mysql", "mariadb"),
+    "logical": ("postgresql",),
+}
+CAPTURE_NAMES = {"postgresql": "Postgres", "mysql": "MySQL", "mariadb": "MariaDB",
+                 "sqlite": "SQLite"}
+
+
+def capture_mode(opts: SqlOptions) -> str:
+    """The source's change capture: `capture`, else "notify" when `notify = true`, else poll."""
+    return opts.capture or ("notify" if opts.notify else "poll")
 
 
 def template_fields(template: str) -> list[str]:
@@ -149,6 +184,10 @@ def make_engine(opts: SqlOptions, name: str, base_dir: Path, read_only: bool = T
         def _sqlite_session(dbapi_conn: Any, _record: Any) -> None:
             # bad UTF-8 in a TEXT value becomes one row's error, not a failed page
             dbapi_conn.text_factory = lambda b: b.decode("utf-8", "surrogateescape")
+            from connectors.sql_reconcile import key_hash
+
+            dbapi_conn.create_function("freshrag_key_hash", 1, lambda t: key_hash([t]),
+                                       deterministic=True)
             if read_only:
                 dbapi_conn.execute("PRAGMA query_only = ON")
         return engine

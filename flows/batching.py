@@ -34,7 +34,9 @@ class Coalescer:
     """Thread-safe: observers `add`, one consumer `take`s batches once they are quiet or old.
 
     A batch is ready when no change arrived for `quiet` seconds, or `max_delay` seconds after its
-    first change, whichever comes first; a rescan request supersedes the keys pending with it.
+    first change, whichever comes first. A rescan request does not swallow the keys pending with
+    it: a watcher's rescan may skip the hard-delete reconcile, so named keys (a delete from a
+    change stream) follow as their own batch right after the rescan.
     """
 
     def __init__(self, quiet: float = 0.1, max_delay: float = 1.0,
@@ -48,14 +50,13 @@ class Coalescer:
     def add(self, source: str, keys: Iterable[str]) -> None:
         with self._cond:
             p = self._touch(source)
-            if not p.rescan:
-                p.keys.update(dict.fromkeys(keys))
+            p.keys.update(dict.fromkeys(keys))
             self._cond.notify_all()
 
     def rescan(self, source: str) -> None:
         with self._cond:
             p = self._touch(source)
-            p.rescan, p.keys = True, {}
+            p.rescan = True
             self._cond.notify_all()
 
     def _touch(self, source: str) -> _Pending:
@@ -71,6 +72,9 @@ class Coalescer:
 
     def _cut(self, source: str) -> Batch:
         p = self._pending.pop(source)
+        if p.rescan and p.keys:  # the keys stay queued, due right after the rescan
+            now = self.clock()
+            self._pending[source] = _Pending(keys=p.keys, first=now - self.max_delay, last=now)
         return Batch(source, None if p.rescan else list(p.keys), p.first, time.time())
 
     def take(self, timeout: float | None = None) -> Batch | None:
@@ -96,8 +100,11 @@ class Coalescer:
 
     def drain(self) -> list[Batch]:
         """Everything pending, ready or not (used on shutdown)."""
+        out: list[Batch] = []
         with self._cond:
-            return [self._cut(s) for s in list(self._pending)]
+            while self._pending:  # a cut rescan leaves its keys queued: cut those too
+                out += [self._cut(s) for s in list(self._pending)]
+        return out
 
     def pending(self) -> int:
         with self._cond:

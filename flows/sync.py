@@ -132,7 +132,8 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     started = time.time()
     logger.info("%s: %s", source, checkout(config, home))
     with contextlib.suppress(ConfigError):  # flows do not listen; say when the trigger is gone
-        warning = trigger_warning(settings_of(config, home).source(source))
+        settings = settings_of(config, home)
+        warning = trigger_warning(settings.source(source), settings.base_dir)
         if warning:
             logger.warning(warning)
     report = SyncReport()

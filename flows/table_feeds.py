@@ -1,126 +1,50 @@
-"""Table sources in the watcher: per-source poll schedules and the Postgres LISTEN/NOTIFY feed."""
+"""Table sources in the watcher: per-source poll schedules and each table's change stream."""
 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Any
 
 from flows.batching import Coalescer
+from flows.capture_feeds import CaptureFeed, StreamFeed, _first_line, stream_mode
 
 log = logging.getLogger("freshrag.watch.tables")
 LISTEN_WAIT_S = 10.0  # how long the watcher's start waits for each listener to be in place
 
 
 def notify_wanted(config: Any) -> bool:
-    """The source is a SQL table with `notify = true` (validated by the SQL source's options)."""
-    return config.type == "sql" and bool(config.options().get("notify"))
+    """The source is a SQL table with capture = "notify" (or its alias `notify = true`)."""
+    return stream_mode(config) == "notify"
 
 
-class NotifyFeed:
-    """One thread LISTENing on a Postgres source's channel; notified keys go to the coalescer.
+class NotifyFeed(CaptureFeed):
+    """LISTEN on a Postgres source's channel. Every reconnect after the first is followed by a
+    rescan with a reconcile: notifications sent while the connection was down are lost, hard
+    deletes among them."""
 
-    The engine re-reads each key, so a key whose row is gone is a delete. Every reconnect after
-    the first is followed by a rescan with a reconcile: notifications sent while the connection
-    was down are lost, hard deletes among them."""
+    kind = "notify"
 
     def __init__(self, config: Any, coalescer: Coalescer, source: Any = None):
-        self.config, self.coalescer, self.source_obj = config, coalescer, source
-        self.source: str = config.name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.listening = threading.Event()
-        self.connections = 0
-        self.late = False
+        super().__init__(config, coalescer, source)
+        self.mode = "notify"
 
-    def prepare(self) -> None:
-        """Install or verify the trigger. ConfigError (exit 2) when the table is missing or the
-        role may not create it; an unreachable database only warns (the listener retries)."""
-        import psycopg
-
+    def follow(self) -> None:
         from connectors import pg_notify
 
-        try:
-            p = pg_notify.plan(self.config)
-            if pg_notify.ensure(self.config):
-                log.warning("%s: installed notify trigger %s on %s (channel %s); undo with: "
-                            "freshrag sql notify-uninstall %s", self.source, p.trigger, p.table,
-                            p.channel, self.source)
-            else:
-                log.info("%s: notify trigger %s on %s is in place", self.source, p.trigger,
-                         p.table)
-        except psycopg.OperationalError as exc:
-            log.warning("%s: cannot reach the database to check the notify trigger (%s); the "
-                        "listener will retry and the poll covers changes meanwhile", self.source,
-                        _first_line(exc))
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"notify-{self.source}",
-                                        daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        from connectors import pg_notify
-
-        delay = 1.0
-        while not self._stop.is_set():
-            try:
-                pg_notify.listen(self.config, self._keys, self._stop, window=0.01, echo=None,
-                                 on_connect=self._connected)
-                return
-            except Exception as exc:  # noqa: BLE001 - e.g. the trigger was dropped, no privilege
-                log.error("%s: notify listener failed: %s; retrying in %.0f s (the poll covers "
-                          "changes meanwhile)", self.source, _first_line(exc), delay)
-                self.listening.clear()
-                self._stop.wait(delay)
-                delay = min(delay * 2, 60.0)
-                self._rescan()
-
-    def _keys(self, keys: list[str]) -> None:
-        self.coalescer.add(self.source, keys)
-
-    def _connected(self, n: int) -> None:
-        self.connections += 1
-        if not self.listening.is_set():
-            log.info("%s: listening for notifications", self.source)
-        self.listening.set()
-        if self.connections > 1 or self.late:
-            self.late = False
-            self._rescan()
-
-    def _rescan(self) -> None:
-        force = getattr(self.source_obj, "force_reconcile", None)
-        if force is not None:
-            force()
-        self.coalescer.rescan(self.source)
-
-    def healthy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
-
-    def restart(self) -> None:
-        log.warning("%s: notify listener stopped; restarting it and rescanning", self.source)
-        self.stop()
-        self.start()
-        self._rescan()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None and self._thread.is_alive():
-            self._thread.join(timeout=5)
-        self._thread = None
+        pg_notify.listen(self.config, self._keys, self._stop, window=0.01, echo=None,
+                         on_connect=self._connected)
 
 
 class TableFeeds:
     """The watcher's table sources: each polled on its own `poll_interval` (the watcher's
-    `--poll` when unset), plus a NotifyFeed for each Postgres table with `notify = true`."""
+    `--poll` when unset), plus a feed for each table with a change stream (`capture`)."""
 
     def __init__(self, coalescer: Coalescer, default_poll: float):
         self.coalescer, self.default_poll = coalescer, default_poll
         self.every: dict[str, float] = {}
         self.last: dict[str, float] = {}
-        self.notify: list[NotifyFeed] = []
+        self.notify: list[CaptureFeed] = []  # every change-stream feed, notify or not
 
     def add(self, name: str, source: Any, config: Any, local: bool) -> None:
         """A source without a live folder feed. In local mode its polls space reconciles out
@@ -131,8 +55,11 @@ class TableFeeds:
         if local and hasattr(source, "reconcile_spaced"):
             source.reconcile_spaced = True
             source.force_reconcile()
-        if notify_wanted(config):
+        mode = stream_mode(config)
+        if mode == "notify":
             self.notify.append(NotifyFeed(config, self.coalescer, source if local else None))
+        elif mode is not None:
+            self.notify.append(StreamFeed(config, self.coalescer, source, local))
 
     def start(self) -> None:
         """Install or verify every trigger first (any ConfigError stops the watcher before it
@@ -150,6 +77,7 @@ class TableFeeds:
         for feed in self.notify:
             if not feed.healthy():
                 feed.restart()
+            feed.tick()
         now = time.monotonic() if now is None else now
         for name, every in self.every.items():
             if now - self.last[name] >= every:
@@ -162,25 +90,28 @@ class TableFeeds:
         self.notify.clear()
 
 
-def trigger_warning(config: Any) -> str | None:
-    """For the Prefect sync flow (flows do not listen): a warning when a `notify = true` source
-    has no current trigger, naming the command that installs it."""
-    if not notify_wanted(config):
+def trigger_warning(config: Any, base_dir: Any = ".") -> str | None:
+    """For the Prefect sync flow (flows do not follow streams): a warning when a source's
+    capture (notify trigger, changelog triggers, slot) is missing, naming the command that
+    installs it."""
+    mode = stream_mode(config)
+    if mode is None or mode == "binlog":
         return None
-    from connectors import pg_notify
+    from connectors import capture
 
+    what = "notify trigger" if mode == "notify" else f"{mode} capture"
     try:
-        p = pg_notify.plan(config)
-        with pg_notify._connect(config, autocommit=True) as conn:
-            if pg_notify._is_current(conn, p):
+        p = capture.plan(config, mode)
+        engine = capture.writable(config, base_dir)
+        try:
+            if capture.is_current(p, engine):
                 return None
-        return (f"{config.name}: notify = true but the notify trigger {p.trigger} on {p.table} "
-                f"is missing or out of date; changes arrive only by polling until `freshrag "
-                f"sql notify-install {config.name}` (or `freshrag watch`) installs it")
+        finally:
+            engine.dispose()
+        setting = "notify = true" if mode == "notify" else f'capture = "{mode}"'
+        command = "notify-install" if mode == "notify" else "capture-install"
+        return (f"{config.name}: {setting} but the {what} on {p.table} is missing or out of "
+                f"date; changes arrive only by polling until `freshrag sql {command} "
+                f"{config.name}` (or `freshrag watch`) installs it")
     except Exception as exc:  # noqa: BLE001 - a warning, never a failed run
-        return f"{config.name}: cannot check the notify trigger: {_first_line(exc)}"
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        return f"{config.name}: cannot check the {what}: {_first_line(exc)}"

@@ -37,12 +37,14 @@ class Check:
     last_sync_end: float | None
     configured: bool = True
     detail: str | None = None
+    capture: dict[str, Any] | None = None
 
     def model(self) -> SourceFreshness:
         return SourceFreshness(
             watermark=self.watermark, lag_ms=self.lag_ms, pending=self.pending,
             failed=self.failed, method=self.method,  # type: ignore[arg-type]
-            checked_at=self.checked_at, last_sync_end=self.last_sync_end, detail=self.detail)
+            checked_at=self.checked_at, last_sync_end=self.last_sync_end, detail=self.detail,
+            capture=self.capture)
 
 
 def measure(engine: Any, name: str, deep: bool = False) -> Check:
@@ -107,7 +109,17 @@ def _measure(engine: Any, name: str, started: float, deep: bool) -> Check:
 
 def _table(engine: Any, name: str, started: float, deep: bool, last_end: float | None
            ) -> Check:
+    from dataclasses import replace
+
     src = engine.source(name)
+    check = _table_check(src, engine, name, started, deep, last_end)
+    status = getattr(src, "capture_status", None)
+    capture = status() if status is not None else None
+    return replace(check, capture=capture) if capture else check
+
+
+def _table_check(src: Any, engine: Any, name: str, started: float, deep: bool,
+                 last_end: float | None) -> Check:
     proven = src.last_poll()  # start of the last poll whose changes were all written
     if not deep:
         if proven is None:

@@ -126,6 +126,10 @@ class SourceFreshness(BaseModel):
     checked_at: float
     last_sync_end: float | None
     detail: str | None = None
+    capture: dict[str, Any] | None = Field(
+        default=None, description="Tables with a change stream: its mode and position — "
+        "binlog: saved and server position, lag_bytes, purged_gaps; logical: slot, lag_bytes, "
+        "retained_wal_bytes; changelog: backlog_rows.")
 
 
 class SearchResponse(BaseModel):
