@@ -70,7 +70,7 @@ def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) 
 def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
                query_vector: Sequence[float],
                vectors_of: Callable[[list[str]], Mapping[str, Sequence[float]]],
-               alpha: float) -> list[Hit]:
+               alpha: float, deep_full: bool | None = None) -> list[Hit]:
     """Hybrid over the union of the top `pool` of each side, every candidate with both real
     scores. `by_vector`: the vector side's top hits (score = cosine similarity);
     `deep_keyword`: the keyword side's top KEYWORD_DEPTH * pool hits (score = BM25), whose
@@ -78,7 +78,9 @@ def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
     narrowed to some ids would score them against those ids' statistics). A keyword-only
     candidate's similarity comes from its stored vector (`vectors_of`); a vector candidate
     missing from a full deep list is given the weakest score in it (at most that), from a
-    list that is not full, 0 (it matches no term)."""
+    list that is not full, 0 (it matches no term). `deep_full` says whether the deep list
+    stopped at its limit (a backend that caps the depth, or drops hits its exact filter
+    re-check refuses, knows); by default, it is full when it holds KEYWORD_DEPTH * pool hits."""
     by_keyword = deep_keyword[:pool]
     hits = {h.id: h for h in [*by_keyword, *by_vector]}
     vscore = {h.id: h.score for h in by_vector}
@@ -87,7 +89,9 @@ def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
     if only_keyword:
         stored = vectors_of(only_keyword)
         vscore.update({i: cosine(query_vector, v) for i, v in stored.items()})
-    if deep_keyword and len(deep_keyword) >= KEYWORD_DEPTH * pool:
+    if deep_full is None:
+        deep_full = len(deep_keyword) >= KEYWORD_DEPTH * pool
+    if deep_keyword and deep_full:
         floor = deep_keyword[-1].score
         kscore.update({i: floor for i in hits if i not in kscore})
     return fuse_scored(hits, vscore, kscore, alpha, pool)

@@ -9,10 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from freshrag.index import IndexUnavailable
-from freshrag.index.fusion import KEYWORD_DEPTH, fuse, fuse_union, pool_size
+from freshrag.index.fusion import KEYWORD_DEPTH, fuse_union, pool_size
 from freshrag.model import Filters, Hit, Mode, Record, SourceStats
-
-__all__ = ["LanceIndex", "fuse"]  # fuse: the Weaviate adapter imports it from here
 
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
             "page", "source_modified_at", "indexed_at", "metadata"]

@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from freshrag.index import IndexMisconfigured, IndexUnavailable
-from freshrag.index.lancedb import fuse
+from freshrag.index.fusion import KEYWORD_DEPTH, fuse_union, pool_size
 from freshrag.index.weaviate_errors import classify, errors_caught, message_of, vanished
 from freshrag.index.weaviate_read import read_document
 from freshrag.index.weaviate_schema import (
@@ -46,8 +46,9 @@ class WeaviateIndex:
         self.timeout_s = timeout_s
         # Weaviate refuses a read whose offset + limit exceeds QUERY_MAXIMUM_RESULTS and deletes
         # at most that many objects per batch delete: no request here asks for more.
-        self.page = max(1, min(PAGE, query_maximum_results))
-        self.id_chunk = max(1, min(ID_CHUNK, query_maximum_results))
+        self.maximum = max(1, query_maximum_results)
+        self.page = min(PAGE, self.maximum)
+        self.id_chunk = min(ID_CHUNK, self.maximum)
         self._client: Any = None
         self._collection: Any = None
         self._lock = threading.Lock()
@@ -328,11 +329,48 @@ class WeaviateIndex:
             return False
         return all(hit.metadata.get(k) == v for k, v in filters.metadata.items())
 
+    def _near(self, col: Any, vec: list[float], limit: int, where: Any,
+              filters: Filters | None) -> list[Hit]:
+        from weaviate.classes.query import MetadataQuery
+
+        with self._errors("vector search"):
+            res = col.query.near_vector(vec, target_vector=VECTOR, limit=limit, filters=where,
+                                        return_properties=RETURN_PROPS,
+                                        return_metadata=MetadataQuery(distance=True))
+        # Cosine distance d in [0, 2]: similarity 1 - d, as the embedded index reports.
+        hits = [to_hit(o.uuid, o.properties, 1.0 - (o.metadata.distance or 0.0))
+                for o in res.objects]
+        return [h for h in hits if self._matches(h, filters)]
+
+    def _bm25(self, col: Any, text: str, limit: int, where: Any) -> list[Hit]:
+        """BM25 hits as the server returns them (the caller re-checks the filters)."""
+        from weaviate.classes.query import MetadataQuery
+
+        with self._errors("keyword search"):
+            res = col.query.bm25(text, query_properties=["text"], limit=limit, filters=where,
+                                 return_properties=RETURN_PROPS,
+                                 return_metadata=MetadataQuery(score=True))
+        return [to_hit(o.uuid, o.properties, o.metadata.score or 0.0) for o in res.objects]
+
+    def _hybrid(self, col: Any, text: str, vec: list[float], fetch: int, alpha: float,
+                where: Any, filters: Filters | None) -> list[Hit]:
+        """The embedded index's hybrid (freshrag/index/fusion.py): a near_vector pool, a deeper
+        bm25 list, stored vectors for keyword-only candidates, both scores for every candidate.
+        Every request stays within QUERY_MAXIMUM_RESULTS, the deeper list capped if need be."""
+        pool = min(pool_size(fetch), self.maximum)
+        by_vector = self._near(col, vec, pool, where, filters)
+        deep: list[Hit] = []
+        full = False
+        if text.strip():
+            depth = min(KEYWORD_DEPTH * pool, self.maximum)
+            raw = self._bm25(col, text, depth, where)
+            full = len(raw) >= depth  # more keyword hits may lie past its end
+            deep = [h for h in raw if self._matches(h, filters)]
+        return fuse_union(by_vector, deep, pool, vec, self.vectors, alpha, deep_full=full)
+
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,
                filters: Filters | None = None) -> list[Hit]:
-        from weaviate.classes.query import HybridFusion, MetadataQuery
-
         if k <= 0:
             return []
         if mode is not Mode.keyword and vector is None:
@@ -342,32 +380,15 @@ class WeaviateIndex:
         col = self._col()
         where = self._where(filters)
         fetch = k * 4 if filters and (filters.doc_key_prefix or filters.metadata) else k
-        vec = [float(x) for x in vector] if vector is not None else None
-        with self._errors(f"{mode.value} search"):
-            if mode is Mode.keyword:
-                res = col.query.bm25(text, query_properties=["text"], limit=fetch, filters=where,
-                                     return_properties=RETURN_PROPS,
-                                     return_metadata=MetadataQuery(score=True))
-                hits = [to_hit(o.uuid, o.properties, o.metadata.score or 0.0)
-                        for o in res.objects]
-            elif mode is Mode.vector or not text.strip():
-                res = col.query.near_vector(vec, target_vector=VECTOR, limit=fetch,
-                                            filters=where, return_properties=RETURN_PROPS,
-                                            return_metadata=MetadataQuery(distance=True))
-                # Cosine distance d in [0, 2]: similarity 1 - d, as the embedded index reports.
-                hits = [to_hit(o.uuid, o.properties, 1.0 - (o.metadata.distance or 0.0))
-                        for o in res.objects]
-                if mode is Mode.hybrid:  # no keywords: the vector half of relative-score fusion
-                    hits = fuse(hits, [], alpha, fetch)
-            else:
-                res = col.query.hybrid(text, vector=vec, alpha=alpha, target_vector=VECTOR,
-                                       query_properties=["text"],
-                                       fusion_type=HybridFusion.RELATIVE_SCORE, limit=fetch,
-                                       filters=where, return_properties=RETURN_PROPS,
-                                       return_metadata=MetadataQuery(score=True))
-                hits = [to_hit(o.uuid, o.properties, o.metadata.score or 0.0)
-                        for o in res.objects]
-        return [h for h in hits if self._matches(h, filters)][:k]
+        fetch = min(fetch, self.maximum)
+        vec = [float(x) for x in vector] if vector is not None else []
+        if mode is Mode.keyword:
+            hits = [h for h in self._bm25(col, text, fetch, where) if self._matches(h, filters)]
+        elif mode is Mode.vector:
+            hits = self._near(col, vec, fetch, where, filters)
+        else:
+            hits = self._hybrid(col, text, vec, fetch, alpha, where, filters)
+        return hits[:k]
 
     def optimize(self) -> None:
         """Weaviate compacts and maintains its indexes by itself."""

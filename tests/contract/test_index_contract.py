@@ -285,3 +285,29 @@ def test_large_documents_and_batches(backend: Backend) -> None:
     assert ix.documents("docs") == {"big.md": 1_150}
     assert ix.delete_document("docs", "big.md") == 1_150
     assert ix.stats() == {}
+
+
+
+NOTE_WORDS = ["north", "copper", "silent", "amber", "granite", "harbour", "crystal", "velvet",
+              "iron", "maple"]
+GARDEN = (" The garden behind the office needs watering twice a week in summer. Tomatoes, beans"
+          " and courgettes grow along the south wall, and the compost is turned monthly.")
+
+
+def test_hybrid_finds_the_note_holding_a_rare_code_first(backend: Backend,
+                                                         embedder: Any) -> None:
+    # Issue 13: thirty notes alike but for their codeword, real embeddings; the note asked for
+    # also talks of something else, so its vector is the least like the query's. The exact
+    # keyword match must still decide (min-max fusion of separate pools buries it).
+    texts = [f"The codeword zorblax{n}quint unlocks the {NOTE_WORDS[n % 10]} "
+             f"{NOTE_WORDS[n * 3 % 10]} vault.{GARDEN if n == 5 else ''}" for n in range(30)]
+    vectors = embedder.embed(texts)
+    ix = backend.open(len(vectors[0]))
+    ix.upsert([rec("notes", f"note{n}", t, n, vector=v)
+               for n, (t, v) in enumerate(zip(texts, vectors, strict=True))])
+    query = "codeword zorblax5quint vault"
+    (qv,) = embedder.embed([query])
+    assert ix.search(query, None, 5, Mode.keyword)[0].doc_key == "note5"
+    assert ix.search(query, qv, 5, Mode.vector)[0].doc_key != "note5"  # the test's premise
+    hits = ix.search(query, qv, 5, Mode.hybrid, alpha=0.5)
+    assert [h.doc_key for h in hits][0] == "note5", [h.doc_key for h in hits]

@@ -12,10 +12,11 @@ import pytest
 from weaviate.proto.v1 import base_pb2
 
 from freshrag.index import IndexMisconfigured, IndexUnavailable, open_index
+from freshrag.index.fusion import KEYWORD_DEPTH, pool_size
 from freshrag.index.weaviate import BATCH_SIZE, ID_CHUNK, WeaviateIndex
 from freshrag.model import Filters, Mode
 from tests.contract.test_index_contract import DIM, corpus, rec, unit
-from tests.fakes.weaviate_fake import FakeWeaviate, floats, free_port
+from tests.fakes.weaviate_fake import FakeWeaviate, Limits, floats, free_port
 
 OP = base_pb2.Filters
 
@@ -100,25 +101,52 @@ def test_reads_send_exact_filters(index: WeaviateIndex, fake: FakeWeaviate) -> N
     assert search.offset == 0
 
 
-def test_search_sends_filters_alpha_and_query_vector(index: WeaviateIndex,
-                                                     fake: FakeWeaviate) -> None:
+def test_hybrid_sends_a_near_vector_and_a_deeper_bm25_both_filtered(
+        index: WeaviateIndex, fake: FakeWeaviate) -> None:
     index.upsert(corpus())
     fake.calls.clear()
     index.search("falcon", unit(4), 3, Mode.hybrid, alpha=0.3, filters=Filters(
         source="docs", doc_key_prefix="guide/", metadata={"team": "birds", "level": 1}))
-    (search,) = fake.grpc_calls("Search")
-    assert sorted(leaves(search.filters)) == sorted([
-        ("source", OP.OPERATOR_EQUAL, "docs"), ("doc_key", OP.OPERATOR_LIKE, "guide/*"),
-        ("metadata_kv", OP.OPERATOR_CONTAINS_ALL, ["level=1", 'team="birds"'])])
-    h = search.hybrid_search
-    alpha = h.alpha_param if h.HasField("alpha_param") else h.alpha
-    assert alpha == pytest.approx(0.3) and h.query == "falcon"
-    assert list(h.properties) == ["text"]
-    assert h.fusion_type == h.FUSION_TYPE_RELATIVE_SCORE
-    sent = h.vector_bytes or (h.near_vector.vectors or h.vectors)[0].vector_bytes
+    searches = fake.grpc_calls("Search")
+    assert not [s for s in searches if s.HasField("hybrid_search")]  # fused here, not there
+    (near,) = [s for s in searches if s.HasField("near_vector")]
+    (bm25,) = [s for s in searches if s.HasField("bm25_search")]
+    for search in (near, bm25):
+        assert sorted(leaves(search.filters)) == sorted([
+            ("source", OP.OPERATOR_EQUAL, "docs"), ("doc_key", OP.OPERATOR_LIKE, "guide/*"),
+            ("metadata_kv", OP.OPERATOR_CONTAINS_ALL, ["level=1", 'team="birds"'])])
+        assert search.offset == 0
+    nv = near.near_vector
+    sent = nv.vector_bytes or nv.vectors[0].vector_bytes
     assert floats(sent) == unit(4)
-    assert list(h.targets.target_vectors) == ["default"]
-    assert search.limit == 12  # k * 4: room for the exact post-filter
+    assert list(nv.targets.target_vectors) == ["default"]
+    assert near.limit == pool_size(12)  # k * 4 (room for the exact post-filter), pooled
+    assert bm25.bm25_search.query == "falcon" and list(bm25.bm25_search.properties) == ["text"]
+    assert bm25.limit == KEYWORD_DEPTH * pool_size(12)
+
+
+def test_hybrid_requests_stay_within_query_maximum_results() -> None:
+    maximum = 30
+    fake = FakeWeaviate(Limits(query_maximum_results=maximum)).start()
+    ix = WeaviateIndex(fake.url, dim=DIM, grpc_port=fake.grpc_port, timeout_s=5,
+                       query_maximum_results=maximum)
+    try:
+        # Keyword hits with vectors far from the query: keyword-only candidates whose stored
+        # vectors are read back, in reads of at most `maximum` ids.
+        ix.upsert([rec("docs", f"k{i}", f"falcon note {i}", i, vector=unit(i % 3 + 1))
+                   for i in range(2 * maximum)]
+                  + [rec("docs", f"v{i}", f"other text {i}", i, vector=unit(0))
+                     for i in range(2 * maximum)])
+        fake.calls.clear()
+        hits = ix.search("falcon", unit(0), 5, Mode.hybrid, alpha=0.5)
+        searches = fake.grpc_calls("Search")
+        assert {s.limit for s in searches if s.HasField("bm25_search")} == {maximum}
+        assert {s.limit for s in searches if s.HasField("near_vector")} == {maximum}
+        assert all(0 < s.limit <= maximum for s in searches)
+        assert len(hits) == 5
+    finally:
+        ix.close()
+        fake.stop()
 
 
 def test_update_metadata_patches_properties_only(index: WeaviateIndex,

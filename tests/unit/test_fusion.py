@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from freshrag.index.fusion import cosine, fuse, fuse_scored, fuse_union
 from freshrag.model import Hit
 
@@ -60,3 +62,17 @@ def test_the_union_scores_keyword_only_candidates_by_their_stored_vectors() -> N
     assert asked == [["k1"]]
     # k1: similarity 1.0 (its stored vector is the query's) and the best BM25: first.
     assert [h.id for h in top] == ["k1", "v2", "v1"]
+
+
+def test_a_deep_list_cut_short_by_the_server_still_gives_its_floor() -> None:
+    # Weaviate caps the deep keyword list at QUERY_MAXIMUM_RESULTS: a capped list is full
+    # though shorter than KEYWORD_DEPTH * pool, so a vector candidate missing from it is
+    # given its weakest score, not 0.
+    def fused(deep_full: bool | None) -> dict[str, float]:
+        deep = [hit("k1", 5.0), hit("k2", 2.0)]
+        top = fuse_union([hit("v1", 0.9)], deep, 3, [1.0, 0.0], lambda ids: {}, 0.0,
+                         deep_full=deep_full)
+        return {h.id: h.score for h in top}
+
+    assert fused(None)["v1"] == 0.0  # 2 hits < KEYWORD_DEPTH * 3: the list holds every match
+    assert fused(True)["v1"] == pytest.approx(0.4)  # at most the weakest: 2.0 / 5.0
