@@ -36,10 +36,8 @@ BLOCKS = readme.blocks()
 # Blocks that fail today because of a product defect someone is fixing: (text in the block,
 # the defect). Such a block is an expected failure (xfail) while the defect lasts, and passes
 # once it is fixed; then drop its entry.
-KNOWN_DEFECTS = [
-    ('"max_lag_ms": 1000', "issue 11 defect 5: a table's lag is the time since the last sync, "
-     "so max_lag_ms answers 503 when no watcher runs (branch sql fixes it)"),
-]
+# (text in a block, why it fails today): such a block xfails until the product is fixed.
+KNOWN_DEFECTS: list[tuple[str, str]] = []
 STAY_UP_S = 20.0  # an "until stopped" command must still be running after this long
 STOP_S = 120.0  # ... and exit within this long of SIGTERM
 
@@ -168,8 +166,14 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
 
 
 def _run(block: Block, scene: Scene) -> None:
+    """The block's commands in order, as typed into one terminal: an `export`/`cd` line holds
+    for the commands after it, a command ending in `&` runs in the background (the next one
+    starts once it printed its first line) until the block is done. Output goes to files, so a
+    background job never holds a pipe the test waits on."""
     cwd, env = (REPO, scene.repo_env) if block.in_repo else (scene.root, scene.env)
     server = None
+    background: list[subprocess.Popen[bytes]] = []
+    prelude: list[str] = []
     try:
         if block.needs_serve:
             server, address = _serve(scene)
@@ -177,18 +181,46 @@ def _run(block: Block, scene: Scene) -> None:
         for n, (command, sample) in enumerate(commands):
             if server is not None:
                 command = SERVE_URL.sub(address, command)
-            done = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", command], cwd=cwd,
-                                  env=env, capture_output=True, text=True, timeout=900)
-            if done.returncode != 0:
-                _fail(block, f"`{command}` exited {done.returncode}\nstdout: "
-                      f"{done.stdout[-3000:]}\nstderr: {done.stderr[-3000:]}")
+            if command.rstrip().endswith("&"):
+                background.append(_background(block, scene, n, prelude, command, cwd, env))
+                continue
+            out, err = (scene.tmp / f"run-{block.line}-{n}.{ext}" for ext in ("out", "err"))
+            with out.open("wb") as o, err.open("wb") as e:
+                code = subprocess.run(["bash", "-e", "-o", "pipefail", "-c",
+                                       "\n".join([*prelude, command])], cwd=cwd, env=env,
+                                      stdout=o, stderr=e, start_new_session=True,
+                                      timeout=900).returncode
+            stdout, stderr = out.read_text(errors="replace"), err.read_text(errors="replace")
+            if code != 0:
+                _fail(block, f"`{command}` exited {code}\nstdout: "
+                      f"{stdout[-3000:]}\nstderr: {stderr[-3000:]}")
             last = n == len(commands) - 1
-            wrong = _same_shape(sample or (block.sample if last else ""), done.stdout)
+            wrong = _same_shape(sample or (block.sample if last else ""), stdout)
             if wrong:
                 _fail(block, f"`{command}`: {wrong}")
+            if command.lstrip().startswith(("export ", "cd ")):
+                prelude.append(command)
     finally:
+        for proc in background:
+            _stop(proc)
         if server is not None:
             server.stop()
+
+
+def _background(block: Block, scene: Scene, n: int, prelude: list[str], command: str,
+                cwd: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    log = scene.tmp / f"bg-{block.line}-{n}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(["bash", "-c", "\n".join([*prelude, command.rstrip()[:-1]])],
+                                cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    deadline = time.monotonic() + 120
+    while log.stat().st_size == 0:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            _stop(proc)
+            _fail(block, f"`{command}` did not start: {log.read_text(errors='replace')[-2000:]}")
+        time.sleep(0.1)
+    return proc
 
 
 def _until_stopped(block: Block, scene: Scene) -> None:
