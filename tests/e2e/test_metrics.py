@@ -114,3 +114,19 @@ def test_watch_metrics_port_serves_the_watchers_figures(project: Project) -> Non
     assert ("freshrag_lag_ms", frozenset({("source", "docs")})) in samples
     assert not any(name.startswith("freshrag_http_") for name, _ in samples)  # no API here
     assert bg.stop() == 0
+
+
+@pytest.mark.slow
+def test_serve_metrics_need_the_api_key_like_status(project: Project) -> None:
+    project.write_config(CONFIG)
+    (project.docs / "a.md").write_text("# A\n\nIndexed by a sync before serve.\n")
+    assert project.run("sync").returncode == 0
+    project.env["FRESHRAG_API_KEY"] = "s3cret"
+    _, base = project.serve()
+    assert httpx.get(f"{base}/metrics", timeout=10).status_code == 401
+    r = httpx.get(f"{base}/metrics", headers={"Authorization": "Bearer s3cret"}, timeout=10)
+    assert r.status_code == 200
+    samples = parse(r.text)
+    assert get(samples, HTTP, route="/metrics", method="GET", status="401") == 1
+    assert get(samples, "freshrag_lag_ms", source="docs") == 0
+    assert changes(samples) == {"create": 0, "update": 0, "delete": 0}  # serve syncs nothing
