@@ -109,3 +109,8 @@ class Coalescer:
     def pending(self) -> int:
         with self._cond:
             return len(self._pending)
+
+    def pending_keys(self) -> dict[str, int]:
+        """Keys queued per source, not yet taken (a queued rescan counts 1)."""
+        with self._cond:
+            return {s: 1 if p.rescan else len(p.keys) for s, p in self._pending.items()}

@@ -16,6 +16,7 @@ from connectors import Source, build_source
 from flows.batching import Batch, Coalescer
 from flows.feeds import FolderFeed, OverflowHook
 from flows.table_feeds import TableFeeds
+from freshrag import metrics
 from freshrag.config import Settings
 from freshrag.engine import Engine
 from freshrag.index import IndexMisconfigured
@@ -249,6 +250,7 @@ class Watcher:
             self._stop.wait(2.0)
             return
         if report is not None:
+            metrics.observe_batch(batch.source, batch.first, report, startup)
             # each batch is logged once; polls that changed nothing only at debug level
             level = logging.INFO if startup or changed(report) else logging.DEBUG
             log.log(level, "%s (%s): %s", batch.source, batch.label, _line(report))

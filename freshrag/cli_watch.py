@@ -57,6 +57,7 @@ def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, rec
         _die(str(exc))
     if not watcher.names:
         _die("no sources: pass --folder PATH or configure [[sources]] in freshrag.toml")
+    _expose(watcher, local=mode is WatchMode.local)
     if mode is WatchMode.events:
         from prefect.settings import get_current_settings
 
@@ -65,15 +66,41 @@ def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, rec
     return watcher
 
 
+def _expose(watcher: Any, local: bool) -> None:
+    """The watcher's figures read at scrape time: its queue, and (local mode) each lag."""
+    from freshrag import metrics
+
+    names = list(watcher.names)
+    metrics.watch_pending(lambda: dict.fromkeys(names, 0) | watcher.coalescer.pending_keys())
+    if local:
+        # the watcher's own engine once run() has built it; none before (no lag yet)
+        metrics.watch_lag(lambda: watcher._engine, lambda: names)
+
+
 def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
           record: RecordOpt = Record.task, quiet_ms: QuietOpt = 100,
           max_delay_ms: MaxDelayOpt = 1000, poll: PollOpt = 5.0, folder: FolderOpt = None,
+          metrics_port: Annotated[int | None, typer.Option(
+              "--metrics-port", min=0, max=65535,
+              help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")]
+          = None,
+          metrics_host: Annotated[str, typer.Option(
+              "--metrics-host", help="Address for --metrics-port.")] = "127.0.0.1",
           config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Follow sources live: reconcile on start, then index each debounced batch of changes."""
     settings = settings_for(config, home, folder)
     if folder is not None and not sources:
         sources = [settings.sources[-1].name]
     watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll)
+    if metrics_port is not None:
+        from freshrag import metrics
+
+        try:
+            metrics.serve(metrics_port, metrics_host)
+        except OSError as exc:
+            _die(f"--metrics-port {metrics_port}: cannot listen on {metrics_host}: {exc}")
+        typer.echo(f"freshrag: metrics on http://{metrics_host}:{metrics_port}/metrics",
+                   err=True)
     _run(watcher)
     _exit_now()
 

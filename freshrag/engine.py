@@ -12,6 +12,7 @@ from functools import partial
 from typing import Any
 
 from connectors import Source, SourceError, build_source
+from freshrag import metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
 from freshrag.config import Settings
@@ -161,8 +162,14 @@ class Engine:
              progress: Progress | None = None, observed_at: float | None = None) -> SyncReport:
         """Bring the index in line with the source: all of it (keys=None) or just `keys`.
         Holds the source's lock: a second sync of the same source waits for this one."""
-        with self.locked(source_name) as lock:
-            return self._sync(source_name, keys, progress, observed_at, lock)
+        try:
+            with self.locked(source_name) as lock:
+                report = self._sync(source_name, keys, progress, observed_at, lock)
+        except Exception:
+            metrics.sync_failed(source_name)
+            raise
+        metrics.synced(source_name, report)
+        return report
 
     def _sync(self, source_name: str, keys: Sequence[str] | None, progress: Progress | None,
               observed_at: float | None, lock: LeaseLock) -> SyncReport:

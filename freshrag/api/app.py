@@ -11,6 +11,7 @@ import anyio
 from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
+from freshrag import metrics
 from freshrag.api.deps import AppState
 from freshrag.api.docs import install_docs
 from freshrag.api.errors import BodyLimit, install_handlers
@@ -30,7 +31,7 @@ made before it is searchable) and the current **lag** (0 when nothing is pending
 `max_lag_ms` or `min_watermark` to get an answer at least that fresh: the server waits a
 bounded time for the pipeline to catch up, or answers **503** with the lag.
 
-When `FRESHRAG_API_KEY` is set, every endpoint but `/health` needs it
+When `FRESHRAG_API_KEY` is set, every endpoint but `/health` needs it (`/metrics` too)
 (`Authorization: Bearer <key>` or `X-API-Key: <key>`).
 """
 
@@ -53,6 +54,7 @@ async def _start(state: AppState, engine: Any) -> None:
     state.freshness = FreshnessTracker(engine, api.freshness_ttl_ms / 1000, api.poll_ms / 1000,
                                        api.max_wait_ms / 1000)
     state.limiter = anyio.CapacityLimiter(api.search_threads)
+    metrics.watch_lag(lambda: state.engine, state.source_names)
 
 
 def create_app(settings: Settings | None = None, engine: Any = None,
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None, engine: Any = None,
         try:
             yield
         finally:
+            metrics.unwatch_lag(state.engine)
             if state.owns_engine and state.engine is not None:
                 state.engine.close()
 
@@ -77,6 +80,7 @@ def create_app(settings: Settings | None = None, engine: Any = None,
     app.state.freshrag = state
     install_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=api.max_body_bytes)
+    app.add_middleware(metrics.HttpMetrics)  # outermost of ours: sees every status
     app.include_router(public)
     app.include_router(protected)
     install_docs(app)

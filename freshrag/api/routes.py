@@ -1,4 +1,4 @@
-"""The endpoints: search, status, ready and documents (behind the key); health and the page."""
+"""The endpoints: search, status, ready, metrics, documents (behind the key); health, the page."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from freshrag import metrics
 from freshrag.api.deps import AppState, State, require_key
 from freshrag.api.freshness import Check, Stale
 from freshrag.api.page import PAGE
@@ -194,6 +195,14 @@ async def document(source: Annotated[str, Path(min_length=1, max_length=200)],
 
     chunks = await run_in_threadpool(lookup)
     return DocumentOut(source=source, doc_key=key, chunks=[HitOut(**h.to_json()) for h in chunks])
+
+
+@protected.get("/metrics", response_class=Response, tags=["operations"], responses={
+    **_COMMON, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
+async def metrics_text() -> Response:
+    """Prometheus metrics of this process (with `freshrag up`, the watcher's too)."""
+    return Response(await run_in_threadpool(metrics.render),
+                    media_type=metrics.CONTENT_TYPE_LATEST)
 
 
 @public.get("/health", response_model=Health, tags=["operations"])

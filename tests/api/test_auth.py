@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 PROTECTED = [("POST", "/search", {"query": "travel"}), ("GET", "/search?q=travel", None),
-             ("GET", "/status", None), ("GET", "/ready", None),
+             ("GET", "/status", None), ("GET", "/ready", None), ("GET", "/metrics", None),
              ("GET", "/documents/docs/notes.txt", None)]
 
 
