@@ -147,16 +147,19 @@ def test_a_trigger_that_cannot_be_installed_names_the_source(pg: Db, make: Any) 
         pg.exec(f"DROP ROLE {role}")
 
 
-def test_events_mode_listens_and_announces_the_notified_keys(pg: Db, make: Any,
-                                                             monkeypatch: Any) -> None:
-    import flows.watch as watch_module
+def test_events_mode_listens_and_announces_the_notified_keys(pg: Db, make: Any) -> None:
     from flows.watch import Watcher, WatchOptions
 
     seed(pg, 2)
     engine = make(pg, notify=True, poll_interval=3600)
     announced: list[list[str] | None] = []
-    monkeypatch.setattr(watch_module, "announce", lambda batch: announced.append(batch.keys))
+
+    class Outbox:  # what the watcher hands to Prefect in events mode
+        def add(self, batch: Any) -> None:
+            announced.append(batch.keys)
+
     watcher = Watcher(engine.settings, ["tickets"], WatchOptions(mode="events", record="off"))
+    watcher.outbox = Outbox()
     watcher.start()  # installs the trigger and listens before the start-up rescan
     try:
         assert watcher.loop(max_batches=1, max_seconds=30) == 1 and announced == [None]
