@@ -137,7 +137,11 @@ def test_events_mode_holds_changes_then_served_runs_use_a_warm_engine(
             wait_until(lambda n=n: _found(base, f"zqs{n}x"), f"save {n} indexed via a run", 120)
         runs = _served_runs(url)
         assert len(runs) >= 3 and all(r.state.is_completed() for r in runs)
-        logs = {r.id: _run_logs(url, r.id) for r in runs}
+        # a run's logs reach the server in batches, after the run may already show Completed
+        def all_logged() -> dict[Any, str] | None:
+            got = {r.id: _run_logs(url, r.id) for r in runs}
+            return got if all(got.values()) else None
+        logs = wait_until(all_logged, "every run's logs on the server", 60, 0.5)
         assert all("engine: warm" in text for text in logs.values()), logs
         assert not any("engine: cold" in text for text in logs.values())
         assert watch.stop() == 0
