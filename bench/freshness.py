@@ -147,6 +147,32 @@ def pg_database() -> Iterator[str]:
         admin.dispose()
 
 
+def timed_update(c: Any, search: Search, n: int, now_sql: str) -> float:
+    """Seconds from an UPDATE of row `n % 50` to `/search` returning its new text."""
+    import sqlalchemy as sa
+
+    token = f"zq{uuid.uuid4().hex[:10]}"
+    start = time.perf_counter()
+    c.execute(sa.text(f"UPDATE tickets SET body = :b, updated_at = {now_sql} WHERE id = :i"),
+              {"b": f"Escalated: {token}", "i": n % 50})
+    until(lambda: bool(search.hits(token)))
+    return time.perf_counter() - start
+
+
+def timed_delete(c: Any, search: Search, n: int, insert_sql: str) -> float:
+    """Insert a fresh row, wait until it is searchable, then seconds from its hard DELETE to
+    `/search` no longer returning it."""
+    import sqlalchemy as sa
+
+    gone = f"gone{uuid.uuid4().hex[:10]}"
+    c.execute(sa.text(insert_sql), {"i": 1000 + n, "b": gone})
+    until(lambda: bool(search.hits(gone)))
+    start = time.perf_counter()
+    c.execute(sa.text("DELETE FROM tickets WHERE id = :i"), {"i": 1000 + n})
+    until(lambda: not search.hits(gone))
+    return time.perf_counter() - start
+
+
 def pg_trials(trials: int, notify: bool) -> dict[str, Any]:
     """UPDATE (and, with notify, hard DELETE) of a row until `/search` of a running
     `freshrag serve` shows it, with `freshrag watch` following the table."""
@@ -163,21 +189,11 @@ def pg_trials(trials: int, notify: bool) -> dict[str, Any]:
         updates, deletes = [], []
         with db.connect() as c:
             for n in range(trials):
-                token = f"zq{uuid.uuid4().hex[:10]}"
-                start = time.perf_counter()
-                c.execute(sa.text("UPDATE tickets SET body = :b, updated_at = clock_timestamp() "
-                                  "WHERE id = :i"), {"b": f"Escalated: {token}", "i": n % 50})
-                until(lambda token=token: bool(search.hits(token)))
-                updates.append(time.perf_counter() - start)
+                updates.append(timed_update(c, search, n, "clock_timestamp()"))
                 if notify and n % 5 == 0:  # a hard delete of a fresh row: no cursor sees it
-                    gone = f"gone{uuid.uuid4().hex[:10]}"
-                    c.execute(sa.text("INSERT INTO tickets (id, title, body) VALUES "
-                                      "(:i, 'Extra', :b)"), {"i": 1000 + n, "b": gone})
-                    until(lambda gone=gone: bool(search.hits(gone)))
-                    start = time.perf_counter()
-                    c.execute(sa.text("DELETE FROM tickets WHERE id = :i"), {"i": 1000 + n})
-                    until(lambda gone=gone: not search.hits(gone))
-                    deletes.append(time.perf_counter() - start)
+                    deletes.append(timed_delete(
+                        c, search, n, "INSERT INTO tickets (id, title, body) VALUES "
+                        "(:i, 'Extra', :b)"))
         db.dispose()
     if not notify:
         return {"freshness_pg_poll_s": dist(updates)}
@@ -240,21 +256,10 @@ def capture_trials(trials: int, mode: str) -> dict[str, Any]:
             updates, deletes = [], []
             with db.connect() as c:
                 for n in range(trials):
-                    token = f"zq{uuid.uuid4().hex[:10]}"
-                    start = time.perf_counter()
-                    c.execute(sa.text("UPDATE tickets SET body = :b, updated_at = "
-                                      "CURRENT_TIMESTAMP WHERE id = :i"),
-                              {"b": f"Escalated: {token}", "i": n % 50})
-                    until(lambda token=token: bool(search.hits(token)))
-                    updates.append(time.perf_counter() - start)
-                    gone = f"gone{uuid.uuid4().hex[:10]}"
-                    c.execute(sa.text("INSERT INTO tickets VALUES (:i, 'Extra', :b, "
-                                      "CURRENT_TIMESTAMP)"), {"i": 1000 + n, "b": gone})
-                    until(lambda gone=gone: bool(search.hits(gone)))
-                    start = time.perf_counter()
-                    c.execute(sa.text("DELETE FROM tickets WHERE id = :i"), {"i": 1000 + n})
-                    until(lambda gone=gone: not search.hits(gone))
-                    deletes.append(time.perf_counter() - start)
+                    updates.append(timed_update(c, search, n, "CURRENT_TIMESTAMP"))
+                    deletes.append(timed_delete(
+                        c, search, n, "INSERT INTO tickets VALUES (:i, 'Extra', :b, "
+                        "CURRENT_TIMESTAMP)"))
             db.dispose()
     return {f"freshness_{mode}_update_s": dist(updates),
             f"freshness_{mode}_delete_s": dist(deletes)}
