@@ -104,6 +104,12 @@ class Record:
     source_modified_at: float
     indexed_at: float
     metadata: dict[str, Any] = field(default_factory=dict)
+    # principals who may read this chunk (`user:alice`, `group:hr`, `everyone`); [] = nobody but
+    # admins (readers could not be determined: fail closed)
+    readers: list[str] = field(default_factory=lambda: [EVERYONE])
+
+
+EVERYONE = "everyone"
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,9 @@ class Filters:
     source: str | None = None
     doc_key_prefix: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # None: no restriction (admin, CLI without --as). A set: only chunks whose readers include
+    # one of these principals or `everyone`; enforced inside the index query, never after it.
+    principals: frozenset[str] | None = None
 
 
 @dataclass
@@ -128,6 +137,7 @@ class Hit:
     id: str = ""
     chunk_hash: str = ""
     ordinal: int = 0
+    readers: list[str] = field(default_factory=lambda: [EVERYONE])
 
     def to_json(self) -> dict[str, Any]:
         return {
