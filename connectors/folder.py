@@ -13,6 +13,7 @@ from urllib.parse import unquote_to_bytes
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import SourceError
+from freshrag.canary import CANARY_DIR, CANARY_KEY
 from freshrag.config import ConfigError
 from freshrag.model import Candidate, Fingerprint, Item
 from freshrag.parse import skip_reason
@@ -91,12 +92,15 @@ class FolderSource:
         if not self.root.is_dir():
             raise ConfigError(f"sources.{self.name}.path: {self.root} is not a folder")
         self.opts = opts
+        self.canary = bool(getattr(config, "canary", False))  # its file is a document here
         self.home = Path(settings.home).resolve()
         max_mb = opts.max_file_mb or settings.parse.max_file_mb
         self.max_bytes = int(max_mb * 1024 * 1024)
 
     # selection --------------------------------------------------------------------------------
     def wanted(self, rel: str) -> bool:
+        if rel == CANARY_KEY:  # hidden, outside include/exclude: freshrag's own
+            return self.canary
         parts = rel.split("/")
         if any(p.startswith(".") for p in parts):
             return False
@@ -105,6 +109,8 @@ class FolderSource:
         return any(fnmatchcase(rel, pat) for pat in self.opts.include)
 
     def _prune(self, path: str, rel: str) -> bool:
+        if rel == CANARY_DIR and self.canary:
+            return False
         if rel.rsplit("/", 1)[-1].startswith("."):
             return True
         if os.path.realpath(path) == str(self.home):

@@ -32,6 +32,10 @@ class _Handler(FileSystemEventHandler):
         if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
             return None
         rel = rel.replace(os.sep, "/")
+        from freshrag.canary import CANARY_KEY
+
+        if rel == CANARY_KEY:  # the canary's file (the source decides whether it is indexed)
+            return rel
         if any(part.startswith(".") for part in rel.split("/")):
             return None  # hidden files and folders (editor temp files) are never documents
         from connectors.folder import key_of

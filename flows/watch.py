@@ -17,6 +17,7 @@ from flows.batching import Batch, Coalescer
 from flows.feeds import FolderFeed, OverflowHook
 from flows.table_feeds import TableFeeds
 from freshrag import metrics
+from freshrag.canary import CANARY_KEY
 from freshrag.config import Settings
 from freshrag.engine import Engine
 from freshrag.index import IndexMisconfigured
@@ -75,6 +76,7 @@ class Watcher:
         self.fatal: BaseException | None = None  # a refused setting: run() stops and raises it
         self.recorder: Any = None  # flows.record.Recorder: local mode's record in Prefect
         self.outbox: Any = None  # flows.outbox.Outbox: events mode's changes until sent
+        self.canaries: Any = None  # flows.canary.Canaries: local mode, sources with canary=true
 
     @property
     def engine(self) -> Engine:
@@ -105,7 +107,25 @@ class Watcher:
         for name in self.names:
             self.coalescer.rescan(name)
         self._startup = set(self.names)
+        self._start_canaries()
         log.info("watching %s (%s mode)", ", ".join(self.names), self.options.mode)
+
+    def _start_canaries(self) -> None:
+        from freshrag.canary import enabled
+
+        wanted = [c.name for c in enabled(self.settings) if c.name in self.names]
+        if not wanted:
+            return
+        if self.options.mode != "local":
+            log.warning("canaries (%s) run in local mode only: not run in %s mode",
+                        ", ".join(wanted), self.options.mode)
+            return
+        from flows.canary import Canaries
+        from flows.link import api_url
+
+        emit = self.options.record != "off" and api_url() is not None
+        self.canaries = Canaries(self.engine, self.settings, self.names, emit)
+        self.canaries.start()
 
     def stop(self) -> None:
         """Finish the batch in hand, apply what is already queued, then return from run()."""
@@ -161,6 +181,8 @@ class Watcher:
                 part.close()
 
     def shutdown(self) -> None:
+        if self.canaries is not None:
+            self.canaries.stop()
         for feed in self.feeds:
             feed.stop()
         self.feeds.clear()
@@ -202,6 +224,8 @@ class Watcher:
             if batch is not None:
                 self._handle(batch)
                 done += 1
+            if self.canaries is not None:
+                self.canaries.tick(self.ready.is_set())
             if (max_batches is not None and done >= max_batches) or (
                     max_seconds is not None and time.monotonic() - started >= max_seconds):
                 return done
@@ -250,11 +274,14 @@ class Watcher:
             self._stop.wait(2.0)
             return
         if report is not None:
-            metrics.observe_batch(batch.source, batch.first, report, startup)
+            # the canary's own rewrite is timed apart (flows/canary.py), not as a user's change
+            own = batch.keys is not None and set(batch.keys) == {CANARY_KEY}
+            if not own:
+                metrics.observe_batch(batch.source, batch.first, report, startup)
             # each batch is logged once; polls that changed nothing only at debug level
-            level = logging.INFO if startup or changed(report) else logging.DEBUG
+            level = logging.INFO if (startup or changed(report)) and not own else logging.DEBUG
             log.log(level, "%s (%s): %s", batch.source, batch.label, _line(report))
-            if self.recorder is not None:
+            if self.recorder is not None and not own:
                 self.recorder.submit(batch, report, startup=startup)
         self.batches += 1
         self._startup.discard(batch.source)

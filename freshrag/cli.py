@@ -195,6 +195,11 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
         typer.echo(f"{row['source']}: {row['documents']} documents, {row['chunks']} chunks, "
                    f"last sync {when}, lag {'unknown' if lag is None else f'{lag:.0f} ms'}, "
                    f"{len(row['errors'])} errors, {len(row['skipped'])} skipped")
+        if "canary" in row:
+            c = row["canary"]
+            last = c["last_latency_s"]
+            typer.echo(f"  canary: {c['detail']}"
+                       + ("" if last is None else f"; last write-to-searchable {last:.2f} s"))
         for err in row["errors"][:10]:
             typer.echo(f"  error: {err['key']}: {err['error']}")
         for item in row["skipped"][:10]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -75,6 +76,7 @@ def _expose(watcher: Any, local: bool) -> None:
     if local:
         # the watcher's own engine once run() has built it; none before (no lag yet)
         metrics.watch_lag(lambda: watcher._engine, lambda: names)
+        metrics.watch_canary(watcher.settings, time.time())
 
 
 def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,

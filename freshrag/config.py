@@ -86,6 +86,11 @@ class SourceConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
     name: str
     type: str
+    # A freshrag-owned document the watcher rewrites every `canary_interval` seconds and then
+    # finds through search; late after `canary_late_after` (default 2 intervals + 30 s).
+    canary: bool = False
+    canary_interval: float = Field(60.0, ge=0.5, le=86_400)
+    canary_late_after: float | None = Field(None, gt=0)
 
     @field_validator("name")
     @classmethod
@@ -159,10 +164,16 @@ class Settings(BaseSettings):
         return self.ledger_url or f"sqlite:///{self.home / 'ledger.db'}"
 
 
-def _format(err: ValidationError, origin: str) -> str:
-    """One line: the first bad key and why (and how many more there are)."""
+def _format(err: ValidationError, origin: str, data: dict[str, Any] | None = None) -> str:
+    """One line: the first bad key and why (and how many more there are). A source is named
+    by its `name`, not its position."""
     errs = err.errors()
-    key = ".".join(str(p) for p in errs[0]["loc"]) or "(root)"
+    loc = list(errs[0]["loc"])
+    sources = (data or {}).get("sources")
+    if len(loc) > 1 and loc[0] == "sources" and isinstance(loc[1], int) and isinstance(
+            sources, list) and loc[1] < len(sources) and isinstance(sources[loc[1]], dict):
+        loc[1] = sources[loc[1]].get("name", loc[1])
+    key = ".".join(str(p) for p in loc) or "(root)"
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
     return f"{origin}: {key}: {errs[0]['msg']}{more}"
 
@@ -212,7 +223,17 @@ def _check_sources(settings: Settings, origin: str) -> None:
         if src.type not in known:
             raise ConfigError(f"sources.{src.name}.type: unknown source type {src.type!r} "
                               f"(known: {', '.join(known)})")
+        _check_canary(src)
         check_options(src)
+
+
+def _check_canary(src: SourceConfig) -> None:
+    if src.canary and src.type != "folder":
+        raise ConfigError(f"sources.{src.name}.canary: canaries run on folder sources only "
+                          f"(this source is {src.type!r})")
+    if src.canary_late_after is not None and src.canary_late_after <= src.canary_interval:
+        raise ConfigError(f"sources.{src.name}.canary_late_after: must be longer than "
+                          f"canary_interval ({src.canary_interval:g} s)")
 
 
 def load_settings(config: Path | None = None, home: Path | None = None,
@@ -243,7 +264,7 @@ def load_settings(config: Path | None = None, home: Path | None = None,
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_format(exc, origin)) from exc
+        raise ConfigError(_format(exc, origin, data)) from exc
     finally:
         Settings._toml = {}
     _check_sources(settings, origin)

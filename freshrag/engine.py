@@ -12,7 +12,7 @@ from functools import partial
 from typing import Any
 
 from connectors import Source, SourceError, build_source
-from freshrag import metrics
+from freshrag import canary, metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
 from freshrag.config import Settings
@@ -154,8 +154,12 @@ class Engine:
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
                alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
         vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
-        return self.index.search(query, vector, k, mode,
+        # canary documents (one chunk each) are hidden unless asked for: fetch that many more
+        extra = 0 if canary.asked_for(filters) else len(canary.enabled(self.settings))
+        hits = self.index.search(query, vector, k + extra, mode,
                                  self.settings.index.alpha if alpha is None else alpha, filters)
+        return hits if canary.asked_for(filters) else [
+            h for h in hits if not canary.is_canary(h.doc_key)][:k]
 
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,

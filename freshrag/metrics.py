@@ -14,7 +14,8 @@ from prometheus_client.registry import Collector
 from freshrag.model import SyncReport
 
 __all__ = ["CONTENT_TYPE_LATEST", "REGISTRY", "HttpMetrics", "observe_batch", "render",
-           "serve", "sync_failed", "synced", "unwatch_lag", "watch_lag", "watch_pending"]
+           "serve", "sync_failed", "synced", "unwatch_lag", "watch_canary", "watch_lag",
+           "watch_pending"]
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 
@@ -38,6 +39,14 @@ ERRORS = Counter("freshrag_errors", "Errors: document (one item could not be ind
 HTTP = Histogram("freshrag_http_request_duration_seconds",
                  "API request latency by route template, method and status",
                  ["route", "method", "status"], registry=REGISTRY)
+
+CANARY = Histogram(
+    "freshrag_canary_latency_seconds",
+    "Watcher: seconds from writing a source's canary document to finding it through search",
+    ["source"], registry=REGISTRY,
+    buckets=(0.1, 0.2, 0.3, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0, 120.0))
+CANARY_MISSED = Counter("freshrag_canary_missed", "Watcher: canaries rewritten before the "
+                        "previous one was found through search", ["source"], registry=REGISTRY)
 
 _OUTCOMES = ("added", "updated", "deleted", "renamed", "unchanged", "touched", "failed",
              "skipped")
@@ -82,6 +91,7 @@ class _Live(Collector):
     def __init__(self) -> None:
         self.pending: Callable[[], dict[str, int]] | None = None
         self.lag: tuple[Callable[[], Any], Callable[[], Iterable[str]]] | None = None
+        self.canary: tuple[Any, float] | None = None  # (settings, since): read at scrape time
 
     def collect(self) -> Iterable[Metric]:
         if self.pending is not None:
@@ -90,6 +100,8 @@ class _Live(Collector):
             for source, n in sorted(self.pending().items()):
                 g.add_metric([source], n)
             yield g
+        if self.canary is not None:
+            yield from _canary_families(*self.canary)
         if self.lag is not None:
             from freshrag.api.freshness import measure
 
@@ -110,6 +122,29 @@ class _Live(Collector):
         return []  # nothing to check at registration; collect() runs only at scrape time
 
 
+def _canary_families(settings: Any, since: float) -> Iterable[Metric]:
+    """Each canary as the watcher's shared state under home says (any process: serve too)."""
+    from freshrag.canary import report
+
+    verdicts = report(settings, since)
+    if not verdicts:
+        return
+    success = GaugeMetricFamily("freshrag_canary_last_success_timestamp_seconds", "Unix time "
+                                "the source's canary was last found through search",
+                                labels=["source"])
+    latency = GaugeMetricFamily("freshrag_canary_last_latency_seconds", "Write-to-searchable "
+                                "seconds of the source's last canary found", labels=["source"])
+    late = GaugeMetricFamily("freshrag_canary_late", "1 when the source's canary is late (no "
+                             "success within canary_late_after)", labels=["source"])
+    for name, v in sorted(verdicts.items()):
+        if v["last_success"] is not None:
+            success.add_metric([name], v["last_success"])
+        if v["last_latency_s"] is not None:
+            latency.add_metric([name], v["last_latency_s"])
+        late.add_metric([name], 1.0 if v["late"] else 0.0)
+    yield from (success, latency, late)
+
+
 _LIVE = _Live()
 REGISTRY.register(_LIVE)
 
@@ -122,6 +157,11 @@ def watch_pending(pending: Callable[[], dict[str, int]]) -> None:
 def watch_lag(engine: Callable[[], Any], names: Callable[[], Iterable[str]]) -> None:
     """Expose each source's lag, measured at scrape time on `engine()` (None: not yet)."""
     _LIVE.lag = (engine, names)
+
+
+def watch_canary(settings: Any, since: float) -> None:
+    """Expose the canaries of `settings` (their shared state under home) at scrape time."""
+    _LIVE.canary = (settings, since)
 
 
 def unwatch_lag(engine: Any) -> None:

@@ -55,6 +55,7 @@ async def _start(state: AppState, engine: Any) -> None:
                                        api.max_wait_ms / 1000)
     state.limiter = anyio.CapacityLimiter(api.search_threads)
     metrics.watch_lag(lambda: state.engine, state.source_names)
+    metrics.watch_canary(state.settings, state.started)
 
 
 def create_app(settings: Settings | None = None, engine: Any = None,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
@@ -27,6 +28,7 @@ class AppState:
     limiter: anyio.CapacityLimiter | None = None
     model_loaded: bool = False
     probe_vector: list[float] = field(default_factory=list)
+    started: float = field(default_factory=time.time)  # a canary no watcher ran: late from here
 
     def source_names(self) -> list[str]:
         """Configured sources, then any the ledger still knows (their data is searchable)."""

@@ -16,6 +16,7 @@ from freshrag.api.deps import AppState, State, require_key
 from freshrag.api.freshness import Check, Stale
 from freshrag.api.page import PAGE
 from freshrag.api.schemas import (
+    CanaryStatus,
     DocumentOut,
     ErrorOut,
     Health,
@@ -134,7 +135,7 @@ async def status(state: State) -> StatusResponse:
 
     def rows() -> list[dict[str, Any]]:
         refresh_index(state.engine)
-        return source_status(state.engine)
+        return source_status(state.engine, since=state.started)
 
     table = await run_in_threadpool(rows)
     checks = await state.freshness.current([r["source"] for r in table])
@@ -144,13 +145,19 @@ async def status(state: State) -> StatusResponse:
         chunks=r["chunks"], last_sync_start=r["last_sync_start"],
         last_sync_end=r["last_sync_end"], last_report=r["last_report"],
         freshness=checks[r["source"]].model(),
-        errors=[SourceError(**e) for e in r["errors"]]) for r in table])
+        errors=[SourceError(**e) for e in r["errors"]],
+        canary=CanaryStatus(**r["canary"]) if "canary" in r else None) for r in table])
 
 
 @protected.get("/ready", response_model=Ready, tags=["operations"],
-               responses={**_COMMON, 503: {"model": Ready, "description": "Not ready"}})
-async def ready(request: Request) -> Ready | JSONResponse:
-    """Ready to serve: model loaded, ledger and index reachable."""
+               responses={**_COMMON, 503: {"model": Ready, "description": "Not ready (or, with "
+                                                            "strict=true, degraded)"}})
+async def ready(request: Request, strict: Annotated[bool, Query(
+        description="Answer 503 when degraded (a canary is late), not 200")] = False
+                ) -> Ready | JSONResponse:
+    """Ready to serve: model loaded, ledger and index reachable. A late canary (the watcher
+    stopped, or changes stopped reaching search) makes it `degraded`, named in `checks` as
+    `canary:SOURCE`; still 200 (search answers) unless `strict=true`."""
     state: AppState = request.app.state.freshrag
     checks = {"model": "ok" if state.model_loaded else "loading"}
     if state.engine is not None:
@@ -169,8 +176,20 @@ async def ready(request: Request) -> Ready | JSONResponse:
     else:
         checks.update(ledger="starting", index="starting")
     ok = all(v == "ok" for v in checks.values())
-    body = Ready(ready=ok, checks=checks)
-    return body if ok else JSONResponse(body.model_dump(), status_code=503)
+    late = canary_checks(state.settings, state.started)
+    checks.update(late)
+    degraded = any(v != "ok" for v in late.values())
+    fine = ok and not (strict and degraded)
+    body = Ready(ready=fine, checks=checks, degraded=degraded)
+    return body if fine else JSONResponse(body.model_dump(), status_code=503)
+
+
+def canary_checks(settings: Any, since: float) -> dict[str, str]:
+    """`canary:SOURCE` -> "ok", or why it is late (read from the watcher's shared state)."""
+    from freshrag.canary import report
+
+    return {f"canary:{name}": v["detail"] if v["late"] else "ok"
+            for name, v in report(settings, since).items()}
 
 
 @protected.get("/documents/{source}/{key:path}", response_model=DocumentOut, tags=["debug"],

@@ -167,6 +167,22 @@ class SourceError(BaseModel):
     at: float
 
 
+class CanaryStatus(BaseModel):
+    """A source's canary: written every interval by the watcher, then found through search."""
+
+    enabled: bool
+    late: bool
+    interval_s: float
+    late_after_s: float
+    last_write: float | None
+    last_success: float | None
+    last_latency_s: float | None = Field(description="Seconds from writing the canary to "
+                                         "finding it through search, last time")
+    missed: int = 0
+    indexed: bool = False
+    detail: str
+
+
 class SourceStatus(BaseModel):
     source: str
     configured: bool
@@ -177,6 +193,7 @@ class SourceStatus(BaseModel):
     last_report: dict[str, Any] | None
     freshness: SourceFreshness
     errors: list[SourceError]
+    canary: CanaryStatus | None = None
 
 
 class StatusResponse(BaseModel):
@@ -190,6 +207,9 @@ class Health(BaseModel):
 class Ready(BaseModel):
     ready: bool
     checks: dict[str, str]
+    degraded: bool = Field(False, description="A canary is late (`checks` names the source): "
+                           "search answers, from an index that may be behind. 200 unless "
+                           "`strict=true` is given, then 503")
 
 
 class DocumentOut(BaseModel):
