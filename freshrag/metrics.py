@@ -48,6 +48,15 @@ CANARY = Histogram(
 CANARY_MISSED = Counter("freshrag_canary_missed", "Watcher: canaries rewritten before the "
                         "previous one was found through search", ["source"], registry=REGISTRY)
 
+# status's `freshness.capture` fields exported as gauges (absent when a source has none)
+_CAPTURE = {
+    "lag_bytes": ("freshrag_capture_lag_bytes", "Change capture: bytes of the server's log "
+                  "(binlog, or WAL for a logical slot) past the position the index holds"),
+    "retained_wal_bytes": ("freshrag_capture_retained_wal_bytes", "Logical slot: WAL bytes "
+                           "the server keeps for the slot (disk held until it advances)"),
+    "backlog_rows": ("freshrag_capture_backlog_rows", "Changelog: rows waiting to be indexed"),
+}
+
 _OUTCOMES = ("added", "updated", "deleted", "renamed", "unchanged", "touched", "failed",
              "skipped")
 _CHUNK_KINDS = (("embedded", "embedded"), ("reused", "reused"), ("written", "written"),
@@ -112,11 +121,19 @@ class _Live(Collector):
             g = GaugeMetricFamily("freshrag_lag_ms", "Freshness lag as /status reports it, "
                                   "checked at scrape time (absent when unknown)",
                                   labels=["source"])
+            capture = {field: GaugeMetricFamily(metric, text, labels=["source", "mode"])
+                       for field, (metric, text) in _CAPTURE.items()}
             for name in names():
-                lag = measure(engine, name).lag_ms
-                if lag is not None:
-                    g.add_metric([name], lag)
+                check = measure(engine, name)
+                if check.lag_ms is not None:
+                    g.add_metric([name], check.lag_ms)
+                cap = check.capture or {}
+                for field, family in capture.items():
+                    value = cap.get(field)
+                    if isinstance(value, int | float) and not isinstance(value, bool):
+                        family.add_metric([name, str(cap.get("mode"))], value)
             yield g
+            yield from capture.values()
 
     def describe(self) -> Iterable[Metric]:
         return []  # nothing to check at registration; collect() runs only at scrape time

@@ -13,11 +13,21 @@ from pathlib import Path
 import pytest
 
 from tests.capture_servers import binlog_mariadb, fresh_database, logical_postgres
+from tests.e2e.test_metrics import parse
 from tests.e2e.test_sql_live import Api, execute, project_config, table_source
 from tests.e2e.userpath import Background, Project, wait_until
 
 __all__ = ["binlog_mariadb", "logical_postgres"]  # session fixtures used here
 NOTES = ["alphaprinter", "betalogin", "gammainvoice"]
+
+
+def capture_metrics(api: Api, mode: str) -> dict[str, float]:
+    """The `freshrag_capture_*` gauges serve's /metrics exports for the notes table."""
+    r = api.http.get(f"{api.base}/metrics")
+    assert r.status_code == 200, r.text
+    return {name: value for (name, labels), value in parse(r.text).items()
+            if name.startswith("freshrag_capture_")
+            and dict(labels) == {"source": "notes", "mode": mode}}
 
 
 @pytest.fixture
@@ -67,6 +77,10 @@ def test_binlog_follows_updates_and_deletes_and_a_killed_watcher_loses_nothing(
     wait_until(lambda: not api.keys("notes", "betalogin"), "the DELETE gone")
     position = wait_until(lambda: project.json("status")[-1]["freshness"]["capture"]
                           .get("position"), "a saved binlog position")
+    # the position lag status shows, exported as a gauge labelled by source and mode
+    lag = wait_until(lambda: capture_metrics(api, "binlog"), "the binlog lag in /metrics")
+    assert set(lag) == {"freshrag_capture_lag_bytes"} and lag[
+        "freshrag_capture_lag_bytes"] >= 0, lag
 
     # SIGKILL mid-stream: nothing is flushed; changes made while it is down
     execute(my_binlog_url, "UPDATE notes SET body = 'The etaduring is here.' WHERE id = 3")
@@ -135,6 +149,10 @@ def test_logical_slot_follows_update_and_delete_reports_lag_and_is_dropped_by_on
     wait_until(lambda: not api.keys("notes", "betalogin"), "the DELETE gone")
     status = project.json("status")[-1]["freshness"]["capture"]
     assert status["slot"] == "freshrag_notes" and status["retained_wal_bytes"] >= 0, status
+    gauges = capture_metrics(api, "logical")
+    assert set(gauges) == {"freshrag_capture_lag_bytes", "freshrag_capture_retained_wal_bytes"}
+    assert gauges["freshrag_capture_retained_wal_bytes"] >= gauges[
+        "freshrag_capture_lag_bytes"] >= 0, gauges  # restart_lsn <= confirmed_flush_lsn
     assert watch.stop() == 0
 
     dry = project.run("sql", "capture-uninstall", "notes", "--dry-run")
