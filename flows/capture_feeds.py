@@ -157,6 +157,12 @@ class StreamFeed(CaptureFeed):
         self.gaps = 0  # binlog positions found purged (each closed by a reconcile)
         self.committed = 0
 
+    @property
+    def base_dir(self) -> Any:
+        """From the source's settings in events mode too (a relative SQLite file is found
+        from the config file's folder, not the watcher's working directory)."""
+        return getattr(getattr(self.src, "settings", None), "base_dir", ".")
+
     def reader(self) -> Any:
         home = getattr(getattr(self.src, "settings", None), "home", ".freshrag")
         if self.mode == "binlog":

@@ -4,22 +4,11 @@ searches and counts, and says /ready is degraded, naming the source, once the wa
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from typing import Any
-
 import httpx
 import pytest
 
 from tests.e2e.test_metrics import Samples, get, parse
-from tests.e2e.userpath import Project, free_port, user_env, wait_until
-from tests.flows.prefect_server import prefect_server
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.e2e.userpath import Project, free_port, wait_until
 
 CONFIG = ('[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\ninclude = ["*.md"]\n'
           'canary = true\ncanary_interval = 1\ncanary_late_after = 8\n')
@@ -99,55 +88,3 @@ def test_canary_config_errors_are_one_line_exit_2(project: Project) -> None:
         "freshrag: sources.docs.canary_late_after: must be longer than canary_interval (10 s)"
     ], done.stderr
 
-
-class _Hook(BaseHTTPRequestHandler):
-    got: list[dict[str, Any]] = []
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's name
-        body = self.rfile.read(int(self.headers.get("content-length", 0)))
-        _Hook.got.append(json.loads(body or b"{}"))
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, *args: Any) -> None:
-        pass
-
-
-@pytest.mark.slow
-def test_a_late_canary_reaches_a_notification_through_the_shipped_automation(
-        project: Project, tmp_path: Path) -> None:
-    hook = ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
-    threading.Thread(target=hook.serve_forever, daemon=True).start()
-    project.write_config(CONFIG.replace("canary_late_after = 8", "canary_late_after = 2"))
-    (project.docs / "a.md").write_text("# A\n\nA document.\n")
-    (project.docs / ".freshrag-canary").write_text("a file where the canary's folder goes\n")
-    try:
-        with prefect_server(tmp_path) as (_, env):
-            project.env["PREFECT_API_URL"] = env["PREFECT_API_URL"]
-            made = subprocess.run(
-                [sys.executable, "-c", BLOCK, f"http://127.0.0.1:{hook.server_port}/"],
-                env=user_env(project.env), capture_output=True, text=True, timeout=120)
-            assert made.returncode == 0, made.stderr
-            created = subprocess.run(
-                [sys.executable, str(ROOT / "deployments" / "canary_automation.py"), "--block",
-                 "custom-webhook/ops"], cwd=project.elsewhere, env=user_env(project.env),
-                capture_output=True, text=True, timeout=120)
-            assert created.returncode == 0, created.stderr
-            assert created.stdout.count("created automation") == 2, created.stdout
-            watch = project.start("watch", "--record", "event")
-            watch.wait_for_log("docs: canary late", 240)
-            note = wait_until(lambda: next((n for n in _Hook.got if "late on docs" in
-                                            n.get("text", "")), None),
-                              "the notification of the late canary", 120, 0.5)
-            assert "not found through search for over 2.0 s" in note["text"], note
-            assert watch.stop() == 0
-    finally:
-        hook.shutdown()
-
-
-BLOCK = """
-import sys
-from prefect.blocks.notifications import CustomWebhookNotificationBlock
-CustomWebhookNotificationBlock(name="ops", url=sys.argv[1],
-                               json_data={"text": "{{subject}}: {{body}}"}).save("ops")
-"""
