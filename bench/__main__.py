@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import (
     api_load,
+    canary,
     first_save,
     freshness,
     freshness_events,
@@ -87,6 +88,14 @@ def main(argv: list[str] | None = None) -> int:
             result.update(first_save.run(3))
         except Exception as exc:
             result["first_save_after_ready_s"] = {"error": f"{type(exc).__name__}: {exc}"}
+    if part("canary"):  # `freshrag watch` with canary = true, read from its /metrics
+        result["canary"] = guarded(canary.run, size["trials"])
+        c = result["canary"].get("canary_latency_s") or {}
+        if c:
+            print(f"   canary write-to-searchable p50 {c['p50']:.3f} s, p95 {c['p95']:.3f} s "
+                  f"(n={c['n']}); user saves' change-to-searchable mean "
+                  f"{result['canary']['user_change_to_searchable_mean_s'] or 0:.3f} s; load "
+                  f"{result['canary']['loadavg_1m']}", file=sys.stderr, flush=True)
     if part("rescan"):
         result["rescan"] = rescan.run(size["rescan_files"])
         result["rescan_ratio"] = result["rescan"]["ratio"]
