@@ -76,10 +76,7 @@ def _run_search(engine: Any, query: str, k: int, mode: Mode, alpha: float | None
 
 
 def _document(engine: Any, source: str, key: str, caller: Caller) -> list[Hit]:
-    if caller.admin:
-        chunks: list[Hit] = engine.document(source, key)
-    else:
-        chunks = engine.document(source, key, principals=caller.principals)
+    chunks: list[Hit] = engine.document(source, key, caller.filters(None))
     return chunks
 
 

@@ -32,9 +32,10 @@ FILES = {f"{'team/' if i % 2 else ''}f{i}.md":
          f"Every {w} figure is reviewed by the finance group before the quarter ends.\n"
          for i, w in enumerate(WORDS)}
 UIDS, GIDS = (1001, 1002), (2001, 2002)
-# Modes whose owner/group/other read bits nest (posix checks the first class that matches: an
-# owner without r but a group with r reads nothing; the principals model would say yes).
-MODES = (0o644, 0o640, 0o600, 0o444, 0o440, 0o400, 0o604, 0o000)
+# Modes whose owner ⊇ group ⊇ other read bits nest: for these the readers are exactly the
+# owner (r), the group (r) and everyone (r for all). Others (0o604, 0o044) are readable by
+# users no principal names, and indexed conservatively (connectors/permissions.py).
+MODES = (0o644, 0o640, 0o600, 0o444, 0o440, 0o400, 0o000)
 PRINCIPALS = ("uid:1001", "uid:1002", "gid:2001", "gid:2002")
 HEADER = "X-Forwarded-Principals"
 GATEWAY_KEY = "key-gateway"
