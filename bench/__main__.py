@@ -20,6 +20,7 @@ from bench import (
     freshness_events,
     memory,
     peers,
+    permissions,
     quality,
     reembed,
     rescan,
@@ -101,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         result["rescan_ratio"] = result["rescan"]["ratio"]
     if part("api"):
         result["api"] = guarded(api_load.run, embedder, size["api_chunks"], size["api_seconds"])
+    if part("permissions"):  # watch + serve with [[api.clients]]; a prefilled index
+        result.update(guarded(permissions.run, embedder, max(5, size["trials"] // 2),
+                              size["api_chunks"]))
     if part("memory"):
         result["memory"] = guarded(memory.run, size["burst"])
     if part("quality"):

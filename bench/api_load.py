@@ -67,7 +67,8 @@ async def load(url: str, clients: int, seconds: float) -> list[float]:
     return latencies
 
 
-def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120,
+               headers: dict[str, str] | None = None) -> None:
     import httpx
 
     deadline = time.time() + timeout
@@ -75,7 +76,7 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 120) ->
         if proc.poll() is not None:
             raise RuntimeError(f"freshrag serve exited with {proc.returncode}")
         try:
-            if httpx.get(url + "/ready", timeout=2).status_code == 200:
+            if httpx.get(url + "/ready", timeout=2, headers=headers).status_code == 200:
                 return
         except httpx.HTTPError:
             pass

@@ -34,9 +34,11 @@ def until(check: Callable[[], bool], timeout: float = 30.0, every: float = 0.01)
 
 
 @contextmanager
-def services(tmp: Path, config: str, watch_args: tuple[str, ...] = ()) -> Iterator[str]:
+def services(tmp: Path, config: str, watch_args: tuple[str, ...] = (),
+             ready_headers: dict[str, str] | None = None) -> Iterator[str]:
     """`freshrag watch` (local mode) and `freshrag serve` started as commands on a config file,
-    as a user runs them; yields the API's URL once it is ready."""
+    as a user runs them; yields the API's URL once it is ready (`ready_headers`: a client's
+    key, when the config has API clients)."""
     cfg = tmp / "freshrag.toml"
     cfg.write_text(f'home = "{tmp / "home"}"\n' + config)
     env = {**os.environ, "FRESHRAG_CONFIG": str(cfg), "PREFECT_HOME": str(tmp / "prefect")}
@@ -48,7 +50,7 @@ def services(tmp: Path, config: str, watch_args: tuple[str, ...] = ()) -> Iterat
                              stdout=logs[1], stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, serve)
+        wait_ready(url, serve, headers=ready_headers)
         yield url
     except Exception as exc:
         tail = (tmp / "watch.log").read_text(errors="replace")[-1500:]

@@ -90,6 +90,7 @@ def render_table(r: dict[str, Any]) -> str:
                      f"{a['qps']} q/s, p50 {a['p50_ms']} ms, p99 **{a['p99_ms']} ms** "
                      f"(index called in the bench: p50 {a['direct_p50_ms']} ms) | p99 ≤ 100 ms | "
                      f"{_ok(a['p99_ms'] <= 100)} |")
+    lines += _permission_rows(r)
     if "quality" in r:
         lines += _quality_rows(r["quality"])
     if "memory" in r and "idle_mb" in r["memory"]:
@@ -97,6 +98,24 @@ def render_table(r: dict[str, Any]) -> str:
         lines.append(f"| `freshrag watch` peak RSS: idle / {mm['burst']}-file burst | "
                      f"{mm['idle_mb']} MB / {mm['burst_mb']} MB | | |")
     return "\n".join(lines)
+
+
+def _permission_rows(r: dict[str, Any]) -> list[str]:
+    out = []
+    for key, label in (("revoke_chmod_s", "`chmod o-r` → hidden from a client (watch)"),
+                       ("revoke_pg_readers_s",
+                        "Postgres UPDATE of the readers column (notify) → hidden (watch)")):
+        f = r.get(key)
+        if isinstance(f, dict) and "p50" in f:
+            out.append(f"| {label} (n={f['n']}) | p50 {f['p50']:.3f} s, p95 {f['p95']:.3f} s, "
+                       f"max {f['max']:.3f} s | p95 ≤ 1.0 s | {_ok(f['p95'] <= 1.0)} |")
+    fc = r.get("filter_cost")
+    if isinstance(fc, dict) and "hybrid" in fc:
+        sides = "; ".join(f"{m} {fc[m]['unfiltered_p50_ms']} vs {fc[m]['filtered_p50_ms']} ms "
+                          f"(**{fc[m]['ratio_p50']}×**)" for m in ("hybrid", "vector", "keyword"))
+        out.append(f"| `freshrag serve` /search p50, admin vs a client's readers filter, "
+                   f"{fc['chunks']} chunks (prefilled by the bench) | {sides} | as is | |")
+    return out
 
 
 def _quality_rows(q: dict[str, Any]) -> list[str]:

@@ -1,4 +1,4 @@
-"""The folder source: files under a root, detected by (mtime_ns, size, inode)."""
+"""The folder source: files under a root, detected by (mtime_ns, size, inode[, permissions])."""
 
 from __future__ import annotations
 
@@ -7,15 +7,16 @@ import stat
 from collections.abc import Iterator, Mapping
 from fnmatch import fnmatchcase
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import unquote_to_bytes
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from connectors import SourceError
+from connectors.permissions import Level, ReadersUnknown, level_of, perm_hash, posix_readers
 from freshrag.canary import CANARY_DIR, CANARY_KEY
 from freshrag.config import ConfigError
-from freshrag.model import Candidate, Fingerprint, Item
+from freshrag.model import EVERYONE, Candidate, Fingerprint, Item
 from freshrag.parse import skip_reason
 
 
@@ -27,8 +28,12 @@ class FolderOptions(BaseModel):
     exclude: list[str] = []
     follow_symlinks: bool = False
     max_file_mb: float | None = Field(None, gt=0)
+    # "posix": readers from owners, modes and ACLs of each file and its folders; "none":
+    # everyone may read everything
+    permissions: Literal["none", "posix"] = "none"
 
 
+Walked = tuple[str, os.stat_result | None, str | None, list[Level] | None]
 READ_ATTEMPTS = 3  # a file that changes while being read is read again, this many times
 _KINDS = {stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket", stat.S_IFCHR: "a device",
           stat.S_IFBLK: "a device"}
@@ -59,8 +64,9 @@ def display_path(path: Path) -> str:
     return os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
-def fingerprint_of(st: os.stat_result) -> Fingerprint:
-    return Fingerprint(st.st_mtime_ns, st.st_size, st.st_ino)
+def fingerprint_of(st: os.stat_result, levels: list[Level] | None = None) -> Fingerprint:
+    return Fingerprint(st.st_mtime_ns, st.st_size, st.st_ino,
+                       perm_hash(levels) if levels is not None else "")
 
 
 def _same_version(a: os.stat_result, b: os.stat_result) -> bool:
@@ -118,12 +124,23 @@ class FolderSource:
         return any(fnmatchcase(rel, pat) or fnmatchcase(rel + "/", pat)
                    for pat in self.opts.exclude)
 
-    def _walk(self, top: str, rel: str, seen_dirs: set[tuple[int, int]]
-              ) -> Iterator[tuple[str, os.stat_result | None, str | None]]:
+    def _levels(self, rel: str) -> list[Level] | None:
+        """The permission steps from the root down to the folder `rel` ("" = the root itself);
+        None when readers are not captured."""
+        if self.opts.permissions != "posix":
+            return None
+        path, out = self.root, [level_of(self.root, self.root.stat())]
+        for part in [p for p in rel.split("/") if p]:
+            path = path / part
+            out.append(level_of(path, path.stat()))
+        return out
+
+    def _walk(self, top: str, rel: str, seen_dirs: set[tuple[int, int]],
+              levels: list[Level] | None = None) -> Iterator[Walked]:
         try:
             entries = list(os.scandir(top))
         except OSError as exc:
-            yield rel or ".", None, f"cannot list folder: {exc.strerror}"
+            yield rel or ".", None, f"cannot list folder: {exc.strerror}", None
             return
         for entry in entries:
             child = f"{rel}/{entry.name}" if rel else entry.name
@@ -132,8 +149,9 @@ class FolderSource:
             except OSError as exc:  # a dangling link, a file gone since listing
                 if entry.is_symlink():
                     continue
-                yield child, None, f"cannot stat: {exc.strerror}"
+                yield child, None, f"cannot stat: {exc.strerror}", None
                 continue
+            here = None if levels is None else [*levels, level_of(entry.path, st)]
             if stat.S_ISDIR(st.st_mode):
                 if self._prune(entry.path, child):
                     continue
@@ -141,14 +159,16 @@ class FolderSource:
                 if ident in seen_dirs:  # a symlink loop
                     continue
                 seen_dirs.add(ident)
-                yield from self._walk(entry.path, child, seen_dirs)
+                yield from self._walk(entry.path, child, seen_dirs, here)
             elif stat.S_ISREG(st.st_mode) and self.wanted(child):
-                yield child, st, None
+                yield child, st, None, here
             elif stat.S_IFMT(st.st_mode) in _KINDS and self.wanted(child):
-                yield child, st, f"not a regular file ({_KINDS[stat.S_IFMT(st.st_mode)]})"
+                kind = _KINDS[stat.S_IFMT(st.st_mode)]
+                yield child, st, f"not a regular file ({kind})", here
 
     @staticmethod
-    def _candidate(rel: str, st: os.stat_result | None, error: str | None) -> Candidate:
+    def _candidate(rel: str, st: os.stat_result | None, error: str | None,
+                   levels: list[Level] | None = None) -> Candidate:
         """A walked entry as a candidate. `st` is set for files (regular or special); the
         parse stage says from the name which files are skipped, before any other check."""
         key = key_of(rel)
@@ -158,13 +178,13 @@ class FolderSource:
                 return Candidate(key, None, skipped=skipped)
         if error is not None or st is None:
             return Candidate(key, None, error=error or "cannot stat")
-        return Candidate(key, fingerprint_of(st))
+        return Candidate(key, fingerprint_of(st, levels))
 
     # Source protocol ----------------------------------------------------------------------------
     def scan(self, known: Mapping[str, Fingerprint]) -> Iterator[Candidate]:
         seen: set[str] = set()
-        for rel, st, error in self._walk(str(self.root), "", set()):
-            cand = self._candidate(rel, st, error)
+        for rel, st, error, levels in self._walk(str(self.root), "", set(), self._levels("")):
+            cand = self._candidate(rel, st, error, levels)
             if cand.fingerprint is not None:
                 seen.add(cand.key)
                 if known.get(cand.key) == cand.fingerprint:
@@ -183,11 +203,18 @@ class FolderSource:
             except OSError:
                 yield Candidate(key, None)
                 continue
+            try:
+                parent = self._levels(rel.rpartition("/")[0])
+            except OSError:  # a folder on the way went away meanwhile
+                yield Candidate(key, None)
+                continue
             if stat.S_ISDIR(st.st_mode):
-                for sub_rel, sub, error in self._walk(str(path), rel, set()):
-                    yield self._candidate(sub_rel, sub, error)
+                here = None if parent is None else [*parent, level_of(path, st)]
+                for sub_rel, sub, error, levels in self._walk(str(path), rel, set(), here):
+                    yield self._candidate(sub_rel, sub, error, levels)
             elif stat.S_ISREG(st.st_mode) and self.wanted(rel) and not self._outside(path):
-                yield self._candidate(rel, st, None)
+                yield self._candidate(rel, st, None,
+                                      None if parent is None else [*parent, level_of(path, st)])
             else:
                 yield Candidate(key, None)
 
@@ -219,11 +246,28 @@ class FolderSource:
             finally:
                 os.close(fd)
             if _same_version(st, after) and len(data) == st.st_size:
-                return Item(key=key, data=data, fingerprint=fingerprint_of(st),
+                levels, readers, why = self._readers(path, key, st)
+                return Item(key=key, data=data, fingerprint=fingerprint_of(st, levels),
                             modified_at=st.st_mtime_ns / 1e9, location=display_path(path),
-                            filename=key.rsplit("/", 1)[-1])
+                            filename=key.rsplit("/", 1)[-1], readers=readers,
+                            readers_error=why)
         raise SourceError(f"file kept changing while being read ({READ_ATTEMPTS} attempts); "
                           "it is read again at the next sync")
+
+    def _readers(self, path: Path, key: str, st: os.stat_result
+                 ) -> tuple[list[Level] | None, list[str], str | None]:
+        """The file's permission steps, its readers, and why they are unknown (if they are)."""
+        try:
+            levels = self._levels(rel_of(key).rpartition("/")[0])
+        except OSError as exc:
+            return None, [], f"cannot stat a folder above it: {exc.strerror}"
+        if levels is None:
+            return None, [EVERYONE], None
+        levels.append(level_of(path, st))
+        try:
+            return levels, posix_readers(levels), None
+        except ReadersUnknown as exc:
+            return levels, [], str(exc)
 
     def _read_fd(self, fd: int) -> tuple[os.stat_result, bytes, os.stat_result]:
         st = os.fstat(fd)

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, settings_for
+from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, check_clients, settings_for
 from freshrag.cli_sql import sql_app
 from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, stopped, verify
 from freshrag.config import Settings
@@ -214,6 +214,7 @@ def serve(
 ) -> None:
     """Serve the search API (OpenAPI at /docs, a search page at /)."""
     settings = settings_for(config, home)
+    check_clients(settings)
     import uvicorn
 
     from freshrag.api import create_app

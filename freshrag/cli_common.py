@@ -47,3 +47,13 @@ def check_model(settings: Settings) -> None:
         _ = SentenceTransformerEmbedder(settings.model.name).tokenizer
     except EmbedError as exc:
         _die(f"model.name: {exc}")
+
+
+def check_clients(settings: Settings) -> None:
+    """Every API client's key is there (key_env set, no key shared) before serving starts."""
+    from freshrag.config import client_keys
+
+    try:
+        client_keys(settings)
+    except ConfigError as exc:
+        _die(str(exc))

@@ -11,7 +11,14 @@ from typing import Annotated, Any
 
 import typer
 
-from freshrag.cli_common import ConfigOpt, HomeOpt, _die, check_model, settings_for
+from freshrag.cli_common import (
+    ConfigOpt,
+    HomeOpt,
+    _die,
+    check_clients,
+    check_model,
+    settings_for,
+)
 from freshrag.config import ConfigError, Settings
 
 
@@ -142,6 +149,8 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
     """Everything a laptop needs: the local watcher, and the search API beside it. Prefect is
     ephemeral unless PREFECT_API_URL is set."""
     settings = settings_for(config, home, folder)
+    if api:
+        check_clients(settings)
     if folder is not None and not sources:
         sources = [settings.sources[-1].name]
     watcher = _watcher(settings, sources, WatchMode.local, record, quiet_ms, max_delay_ms, 5.0)

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import builtins
+import contextlib
 import os
 import re
 import tomllib
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -113,6 +121,107 @@ class SourceConfig(BaseModel):
                               f"{first['msg']}") from exc
 
 
+PRINCIPAL_MAX = 200
+# An HTTP header name (RFC 9110 token); the two credential headers cannot carry principals.
+HEADER_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key"})
+
+
+def check_principal(value: str) -> str:
+    """A principal as a client or a gateway header names it (`uid:1001`, `group:hr`)."""
+    if not value or value != value.strip():
+        raise ValueError(f"principal {value!r}: empty or with surrounding spaces")
+    if len(value) > PRINCIPAL_MAX or "," in value or any(ord(c) < 32 for c in value):
+        raise ValueError(f"principal {value[:40]!r}: at most {PRINCIPAL_MAX} characters, "
+                         "no comma or control character")
+    return value
+
+
+class ClientConfig(BaseModel):
+    """One `[[api.clients]]` table: an API caller, its key and the principals it acts as."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    key: str = Field("", repr=False)
+    key_env: str = ""  # the key is read from this environment variable when serving starts
+    principals: list[str] = []
+    admin: bool = False  # sees every document and the counts of /status and /metrics
+    gateway: bool = False  # may name the end user's principals in api.trusted_principal_header
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not NAME_RE.match(value):
+            raise ValueError("must be letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("principals")
+    @classmethod
+    def _principals(cls, value: list[str]) -> list[str]:
+        return [check_principal(p) for p in value]
+
+    @model_validator(mode="after")
+    def _one_key(self) -> ClientConfig:
+        if bool(self.key) == bool(self.key_env):
+            raise ValueError("give exactly one of key or key_env")
+        return self
+
+    def secret(self) -> str:
+        """The client's API key; ConfigError names key_env when it is not set."""
+        if self.key:
+            return self.key
+        value = os.environ.get(self.key_env, "")
+        if not value:
+            raise ConfigError(f"api.clients.{self.name}.key_env: environment variable "
+                              f"{self.key_env} is not set")
+        return value
+
+
+class ApiConfig(BaseModel):
+    """The `[api]` table: who may call the API (see also the top-level `api_key`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    clients: list[ClientConfig] = []
+    # Off when empty. When set, a request from a `gateway = true` client may carry the end
+    # user's principals in this header (comma-separated); never read from another client.
+    trusted_principal_header: str = ""
+
+    @field_validator("trusted_principal_header")
+    @classmethod
+    def _header(cls, value: str) -> str:
+        if value and (not HEADER_RE.match(value) or value.lower() in CREDENTIAL_HEADERS):
+            raise ValueError(f"{value!r} is not a header name freshrag can trust "
+                             "(a token, not Authorization or X-API-Key)")
+        return value
+
+
+def _check_clients(settings: Settings, origin: str) -> None:
+    names = [c.name for c in settings.api.clients]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ConfigError(f"{origin}: api.clients: duplicate name {dupes[0]!r}")
+    for c in settings.api.clients:
+        if c.gateway and not settings.api.trusted_principal_header:
+            raise ConfigError(f"api.clients.{c.name}.gateway: needs "
+                              "api.trusted_principal_header to be set")
+
+
+def client_keys(settings: Settings) -> list[tuple[ClientConfig, str]]:
+    """Every client with its key (the top-level api_key is an admin client named `api_key`);
+    ConfigError for a key_env not set or a key two clients share."""
+    clients = list(settings.api.clients)
+    if settings.api_key:
+        clients.append(ClientConfig(name="api_key", key=settings.api_key, admin=True))
+    pairs = [(c, c.secret()) for c in clients]
+    seen: dict[str, str] = {}
+    for c, key in pairs:
+        if key in seen:
+            raise ConfigError(f"api.clients.{c.name}: same key as {seen[key]!r} "
+                              "(one key per client)")
+        seen[key] = c.name
+    return pairs
+
+
 class _TomlSource(PydanticBaseSettingsSource):
     def __init__(self, settings_cls: type[BaseSettings], data: dict[str, Any]):
         super().__init__(settings_cls)
@@ -131,7 +240,8 @@ class Settings(BaseSettings):
     )
     home: Path = Path(".freshrag")
     ledger_url: str = ""  # empty: SQLite file under home
-    api_key: str = ""
+    api_key: str = ""  # one admin client (kept from before [[api.clients]])
+    api: ApiConfig = ApiConfig()
     index: IndexConfig = IndexConfig()
     model: ModelConfig = ModelConfig()
     chunk: ChunkConfig = ChunkConfig()
@@ -165,17 +275,23 @@ class Settings(BaseSettings):
 
 
 def _format(err: ValidationError, origin: str, data: dict[str, Any] | None = None) -> str:
-    """One line: the first bad key and why (and how many more there are). A source is named
-    by its `name`, not its position."""
+    """One line: the first bad key and why (and how many more there are). A source or an API
+    client is named by its `name`, not its position."""
     errs = err.errors()
-    loc = list(errs[0]["loc"])
-    sources = (data or {}).get("sources")
+    loc: list[Any] = list(errs[0]["loc"])
+    data = data or {}
+    sources = data.get("sources")
     if len(loc) > 1 and loc[0] == "sources" and isinstance(loc[1], int) and isinstance(
             sources, list) and loc[1] < len(sources) and isinstance(sources[loc[1]], dict):
         loc[1] = sources[loc[1]].get("name", loc[1])
+    if [str(p) for p in loc[:2]] == ["api", "clients"] and len(loc) > 2 \
+            and str(loc[2]).isdigit():
+        with contextlib.suppress(KeyError, IndexError, TypeError, AttributeError):
+            loc[2] = str(data["api"]["clients"][int(loc[2])]["name"])
     key = ".".join(str(p) for p in loc) or "(root)"
     more = f" (and {len(errs) - 1} more)" if len(errs) > 1 else ""
-    return f"{origin}: {key}: {errs[0]['msg']}{more}"
+    msg = str(errs[0]["msg"]).removeprefix("Value error, ")
+    return f"{origin}: {key}: {msg}{more}"
 
 
 def _given(name: str) -> bool:
@@ -268,6 +384,7 @@ def load_settings(config: Path | None = None, home: Path | None = None,
     finally:
         Settings._toml = {}
     _check_sources(settings, origin)
+    _check_clients(settings, origin)
     settings.base_dir = settings.base_dir.resolve()
     home_dir = cwd if home is not None or _given("home") else file_dir
     if not settings.home.is_absolute():

@@ -34,6 +34,7 @@ from freshrag.model import (
 )
 from freshrag.parse import ParseError, Parser
 from freshrag.parse_worker import IsolatedParser
+from freshrag.readers import READERS_SIG, chunking_of, meta_hash_of, permissions_of
 from freshrag.retry import retry
 
 log = logging.getLogger("freshrag.engine")
@@ -54,6 +55,7 @@ class _Pending:
     renamed_from: str | None = None
     records: list[Record] = field(default_factory=list)
     stale: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # unchanged chunks whose properties changed
 
 
 @dataclass
@@ -68,10 +70,6 @@ class _Run:
     gone_by_hash: dict[str, list[str]] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # gone between detect and read
-
-
-def meta_hash_of(metadata: dict[str, Any]) -> str:
-    return content_hash(repr(sorted(metadata.items()))) if metadata else ""
 
 
 class Engine:
@@ -137,10 +135,11 @@ class Engine:
                 del locks[source]
 
     # search ---------------------------------------------------------------------------------
-    def document(self, source: str, key: str) -> list[Hit]:
+    def document(self, source: str, key: str, filters: Filters | None = None) -> list[Hit]:
         """A document's chunks as indexed, in the document's current order: chunks kept across
-        an edit keep the ordinal they were written with, the ledger knows where they are now."""
-        hits = self.index.get_document(source, key)
+        an edit keep the ordinal they were written with, the ledger knows where they are now.
+        With `filters.principals`: only chunks they may read (none: not found, to them)."""
+        hits = self.index.get_document(source, key, filters)
         doc = self.ledger.get(source, key)
         if doc is not None:
             first: dict[str, int] = {}
@@ -182,13 +181,16 @@ class Engine:
         self.ledger.set_source_state(source_name, last_start=started)
         known = self.ledger.fingerprints(source_name)
         suspect = set(self.ledger.intents(source_name))
-        signature = self.pipeline_signature()
+        signature = self.pipeline_signature(source_name)
+        stored = self.ledger.pipeline(source_name)
         run = _Run(src, SyncReport(), known, suspect,
-                   rechunk=bool(known) and self.ledger.pipeline(source_name) != signature)
+                   rechunk=bool(known) and chunking_of(stored) != chunking_of(signature))
         if keys is None:  # suspects first: a SQL scan keeps its cursor state for commit()
             candidates = list(src.candidates(sorted(suspect))) if suspect else []
             candidates += src.scan(known)
-            if run.rechunk:  # every document, changed or not, is chunked again
+            # chunked differently: every document is chunked again; readers captured
+            # differently (`permissions` changed): every document's metadata is re-written
+            if known and stored != signature:
                 listed = {c.key for c in candidates}
                 candidates += src.candidates(sorted(k for k in known if k not in listed))
         else:
@@ -284,7 +286,7 @@ class Engine:
             self._fail(src.name, cand.key, cand.error, report)
             return None
         try:
-            item = src.read(cand.key)
+            item = self._read(src, cand.key, report)
         except SourceError as exc:
             if getattr(exc, "gone", False):  # deleted since the scan: a delete, not a failure
                 if cand.key in run.known:
@@ -293,14 +295,14 @@ class Engine:
             self._fail(src.name, cand.key, str(exc), report)
             return None
         digest = content_hash(item.text if item.text is not None else item.data)
-        meta = meta_hash_of(item.metadata)
+        meta = meta_hash_of(item.metadata, item.readers)
         prev = self.ledger.get(src.name, cand.key)
         if (prev is not None and prev.content_hash == digest and cand.key not in run.suspect
                 and not run.rechunk):
             if prev.meta_hash != meta:
                 ids = list(self._retry(lambda: self.index.ids_for(src.name, cand.key)))
-                self._retry(lambda: self.index.update_metadata(ids, item.metadata,
-                                                               item.modified_at))
+                self._retry(lambda: self.index.update_metadata(
+                    ids, item.metadata, item.modified_at, item.readers))
                 report.updated += 1
             else:
                 report.touched += 1
@@ -321,12 +323,23 @@ class Engine:
             return None
         return _Pending(item, digest, meta, chunks, prev, renamed_from)
 
-    def pipeline_signature(self) -> str:
+    def _read(self, src: Source, key: str, report: SyncReport) -> Item:
+        item = src.read(key)
+        if item.readers_error is not None:  # indexed all the same, readable by admins only
+            log.warning("%s: %s: readers unknown, nobody may read it: %s", src.name, key,
+                        item.readers_error)
+            report.close(src.name, key, item.readers_error)
+        return item
+
+    def pipeline_signature(self, source: str | None = None) -> str:
         """What the chunks depend on besides the content: chunker version, configured sizes,
-        boilerplate cleaning. Read from settings, so it costs no model load."""
+        boilerplate cleaning; then how the source's readers are captured (a change there is a
+        metadata re-write, see chunking_of). Read from settings, so it costs no model load."""
         c, p = self.settings.chunk, self.settings.parse
         clean = f"clean {CLEAN_VERSION}" if p.drop_boilerplate else "clean off"
-        return f"chunk {CHUNKER_VERSION} {c.min_tokens}/{c.target_tokens}/{c.max_tokens}; {clean}"
+        sig = f"chunk {CHUNKER_VERSION} {c.min_tokens}/{c.target_tokens}/{c.max_tokens}; {clean}"
+        mode = permissions_of(self.settings, source) if source is not None else "none"
+        return sig if mode == "none" else f"{sig}{READERS_SIG}{mode}"
 
     def chunk_sizes(self) -> ChunkSizes:
         c = self.settings.chunk
@@ -350,14 +363,17 @@ class Engine:
                 seen[c.hash] = n + 1
                 cid = chunk_id(source, p.item.key, c.hash, n)
                 new_ids.append(cid)
-                if cid not in existing:
+                if cid in existing:
+                    if p.prev is None or p.prev.meta_hash != p.meta_hash:
+                        p.kept.append(cid)  # the same chunk, other metadata or readers
+                else:
                     wanted[c.hash] = c.text
                     p.records.append(Record(
                         id=cid, vector=[], text=c.text, source=source, doc_key=p.item.key,
                         chunk_hash=c.hash, ordinal=c.ordinal, title=c.title or p.item.title,
                         location=p.item.location, page=c.page,
                         source_modified_at=p.item.modified_at, indexed_at=now,
-                        metadata=p.item.metadata))
+                        metadata=p.item.metadata, readers=list(p.item.readers)))
             keep = set(new_ids)
             p.stale = [i for i in existing if i not in keep]
         vectors = self._vectors(wanted, report)
@@ -370,6 +386,10 @@ class Engine:
             part = records[i:i + BATCH_CHUNKS]
             self._retry(partial(self.index.upsert, part))
         self._writes_since_optimize += len(records)
+        for p in batch:
+            if p.kept:
+                self._retry(partial(self.index.update_metadata, p.kept, p.item.metadata,
+                                    p.item.modified_at, p.item.readers))
         stale = [i for p in batch for i in p.stale]
         if stale:
             self._retry(partial(self.index.delete, stale))

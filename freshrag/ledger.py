@@ -40,6 +40,8 @@ documents = Table(
     Column("mtime_ns", BigInteger, nullable=False),
     Column("size", BigInteger, nullable=False),
     Column("inode", BigInteger, nullable=False),
+    # Fingerprint.perm: who may read it, hashed ("" when readers are not captured)
+    Column("perm", String(32), nullable=False, server_default=""),
     Column("content_hash", String(64), nullable=False, index=True),
     Column("chunk_hashes", Text, nullable=False),  # JSON list, in ordinal order
     Column("meta_hash", String(64), nullable=False, default=""),
@@ -125,7 +127,7 @@ class SourceState:
 def _row_to_doc(row: Any) -> DocState:
     return DocState(
         source=row.source, key=row.doc_key,
-        fingerprint=Fingerprint(row.mtime_ns, row.size, row.inode),
+        fingerprint=Fingerprint(row.mtime_ns, row.size, row.inode, row.perm or ""),
         content_hash=row.content_hash, chunk_hashes=json.loads(row.chunk_hashes),
         modified_at=row.modified_at, indexed_at=row.indexed_at, meta_hash=row.meta_hash or "",
     )
@@ -146,6 +148,17 @@ class Ledger:
             with self.engine.begin() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode=WAL")
 
+    def _add_perm(self) -> None:
+        """A ledger from before readers were captured gets the `perm` column (empty: a posix
+        source's next scan sees every file as changed, and re-writes readers, no re-embed)."""
+        from sqlalchemy import inspect
+
+        have = {c["name"] for c in inspect(self.engine).get_columns("freshrag_documents")}
+        if "perm" not in have:
+            with self.engine.begin() as conn:
+                conn.exec_driver_sql("ALTER TABLE freshrag_documents ADD COLUMN perm "
+                                     "VARCHAR(32) NOT NULL DEFAULT ''")
+
     def _create_tables(self) -> None:
         # Two processes opening a new ledger at once race between "does the table exist?" and
         # CREATE TABLE; the loser sees "already exists" (SQLite) or a duplicate pg_type row
@@ -153,10 +166,11 @@ class Ledger:
         for attempt in range(3):
             try:
                 metadata.create_all(self.engine)
+                self._add_perm()
                 return
             except (OperationalError, ProgrammingError, IntegrityError) as exc:
                 if attempt == 2 or not any(s in str(exc).lower() for s in (
-                        "already exists", "duplicate key", "pg_type")):
+                        "already exists", "duplicate key", "pg_type", "duplicate column")):
                     raise
 
     def close(self) -> None:
@@ -165,9 +179,10 @@ class Ledger:
     # documents -----------------------------------------------------------------
     def fingerprints(self, source: str) -> dict[str, Fingerprint]:
         q = select(documents.c.doc_key, documents.c.mtime_ns, documents.c.size,
-                   documents.c.inode).where(documents.c.source == source)
+                   documents.c.inode, documents.c.perm).where(documents.c.source == source)
         with self.engine.connect() as conn:
-            return {r.doc_key: Fingerprint(r.mtime_ns, r.size, r.inode) for r in conn.execute(q)}
+            return {r.doc_key: Fingerprint(r.mtime_ns, r.size, r.inode, r.perm or "")
+                    for r in conn.execute(q)}
 
     def get(self, source: str, key: str) -> DocState | None:
         q = select(documents).where(and_(documents.c.source == source, documents.c.doc_key == key))
@@ -198,7 +213,8 @@ class Ledger:
             for doc in docs:
                 values = {
                     "mtime_ns": doc.fingerprint.mtime_ns, "size": doc.fingerprint.size,
-                    "inode": doc.fingerprint.inode, "content_hash": doc.content_hash,
+                    "inode": doc.fingerprint.inode, "perm": doc.fingerprint.perm,
+                    "content_hash": doc.content_hash,
                     "chunk_hashes": json.dumps(doc.chunk_hashes), "meta_hash": doc.meta_hash,
                     "modified_at": doc.modified_at, "indexed_at": doc.indexed_at,
                 }
@@ -211,7 +227,7 @@ class Ledger:
         with self.engine.begin() as conn:
             conn.execute(update(documents).where(and_(
                 documents.c.source == source, documents.c.doc_key == key)).values(
-                mtime_ns=fp.mtime_ns, size=fp.size, inode=fp.inode))
+                mtime_ns=fp.mtime_ns, size=fp.size, inode=fp.inode, perm=fp.perm))
 
     def docs(self, source: str) -> dict[str, DocState]:
         """Every document the ledger holds for one source."""

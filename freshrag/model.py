@@ -39,6 +39,9 @@ class Fingerprint:
     mtime_ns: int
     size: int
     inode: int = 0
+    # who may read it, as a short hash of what decides that (modes, owners, ACLs of the file and
+    # its folders); "" when the source does not capture readers. A change is a metadata change.
+    perm: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class Item:
     metadata: dict[str, Any] = field(default_factory=dict)
     text: str | None = None  # a source that renders its own text (table rows) sets this
     title: str = ""  # the hits' title when the parser finds none (a table row's first line)
+    # principals who may read it (see Record.readers); [] with readers_error set when they
+    # could not be determined (fail closed)
+    readers: list[str] = field(default_factory=lambda: [EVERYONE])
+    readers_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -178,6 +185,8 @@ class SyncReport:
     chunks_deleted: int = 0
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped_items: list[dict[str, str]] = field(default_factory=list)
+    # documents indexed with readers [] because their readers could not be determined
+    closed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
     def error(self, source: str, key: str, reason: str) -> None:
@@ -188,12 +197,16 @@ class SyncReport:
         self.skipped += 1
         self.skipped_items.append({"source": source, "key": key, "reason": reason})
 
+    def close(self, source: str, key: str, reason: str) -> None:
+        self.closed.append({"source": source, "key": key, "reason": reason})
+
     def merge(self, other: SyncReport) -> None:
         for name in ("added", "updated", "deleted", "renamed", "unchanged", "touched",
                      "failed", "skipped", "embedded", "reused", "written", "chunks_deleted"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.errors.extend(other.errors)
         self.skipped_items.extend(other.skipped_items)
+        self.closed.extend(other.closed)
         self.seconds += other.seconds
 
     def to_json(self) -> dict[str, Any]:
@@ -216,5 +229,6 @@ class SyncReport:
             },
             "errors": list(self.errors),
             "skipped": list(self.skipped_items),
+            "readers_unknown": list(self.closed),
             "seconds": round(self.seconds, 3),
         }

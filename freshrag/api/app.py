@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from freshrag import metrics
+from freshrag.api.auth import Authenticator
 from freshrag.api.deps import AppState
 from freshrag.api.docs import install_docs
 from freshrag.api.errors import BodyLimit, install_handlers
@@ -31,8 +32,11 @@ made before it is searchable) and the current **lag** (0 when nothing is pending
 `max_lag_ms` or `min_watermark` to get an answer at least that fresh: the server waits a
 bounded time for the pipeline to catch up, or answers **503** with the lag.
 
-When `FRESHRAG_API_KEY` is set, every endpoint but `/health` needs it (`/metrics` too)
-(`Authorization: Bearer <key>` or `X-API-Key: <key>`).
+When API clients (`[[api.clients]]`) or `FRESHRAG_API_KEY` are configured, every endpoint but
+`/health` needs a client's key (`Authorization: Bearer <key>` or `X-API-Key: <key>`). Each
+client reads only the documents its principals may read: searches, `/documents` (404 for a
+document it may not read) and freshness are per caller; document counts in `/status` and
+`/metrics` are for admin clients only.
 """
 
 
@@ -64,7 +68,7 @@ def create_app(settings: Settings | None = None, engine: Any = None,
     to close; otherwise one is built at startup and closed at shutdown."""
     settings = settings or load_settings()
     api = api or ApiSettings()
-    state = AppState(settings, api, owns_engine=engine is None)
+    state = AppState(settings, api, Authenticator(settings), owns_engine=engine is None)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:

@@ -1,8 +1,7 @@
-"""Request dependencies: the shared serving state and the optional API key."""
+"""Request dependencies: the shared serving state and the caller (API key -> client)."""
 
 from __future__ import annotations
 
-import hmac
 import time
 from dataclasses import dataclass, field
 from typing import Annotated, Any
@@ -11,6 +10,7 @@ import anyio
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from freshrag.api.auth import Authenticator, Caller
 from freshrag.api.freshness import FreshnessTracker
 from freshrag.api.settings import ApiSettings
 from freshrag.config import Settings
@@ -22,6 +22,7 @@ class AppState:
 
     settings: Settings
     api: ApiSettings
+    auth: Authenticator
     engine: Any = None  # freshrag.engine.Engine, built in the lifespan unless given
     owns_engine: bool = True
     freshness: FreshnessTracker | None = None
@@ -45,25 +46,30 @@ def get_state(request: Request) -> AppState:
 
 State = Annotated[AppState, Depends(get_state)]
 
-_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <FRESHRAG_API_KEY>")
+_bearer = HTTPBearer(auto_error=False, description="Authorization: Bearer <client key>")
 _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="X-API-Key: <key>")
 
 
-def require_key(
+def authenticate(
     request: Request,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     header: Annotated[str | None, Security(_header)],
-) -> None:
-    """When an API key is configured, the request must carry it, and every key it carries
-    (Bearer, X-API-Key) must be it: a wrong one is refused even beside a right one."""
-    expected: str = request.app.state.freshrag.settings.api_key
-    if not expected:
-        return
-    want = expected.encode()
+) -> Caller:
+    """The request's caller. When clients or an API key are configured, the request must carry
+    a key, and every key it carries (Bearer, X-API-Key) must be the same client's: a wrong one
+    is refused even beside a right one."""
+    auth: Authenticator = request.app.state.freshrag.auth
     given = [g for g in (bearer.credentials if bearer else None, header) if g is not None]
-    # Compare every candidate (constant time each) so timing does not tell which one failed.
-    ok = [hmac.compare_digest(g.encode(), want) for g in given]
-    if not ok or not all(ok):
-        raise HTTPException(
-            401, "missing or wrong API key: send 'Authorization: Bearer <key>' or 'X-API-Key'",
-            headers={"WWW-Authenticate": "Bearer"})
+    return auth.caller(given, request.headers)
+
+
+CallerDep = Annotated[Caller, Depends(authenticate)]
+
+
+def require_admin(caller: CallerDep) -> Caller:
+    if not caller.admin:
+        raise HTTPException(403, "admin only: this client is not an admin client")
+    return caller
+
+
+AdminDep = Annotated[Caller, Depends(require_admin)]

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from freshrag import metrics
-from freshrag.api.deps import AppState, State, require_key
+from freshrag.api.auth import Caller
+from freshrag.api.deps import AdminDep, AppState, CallerDep, State, authenticate
 from freshrag.api.freshness import Check, Stale
 from freshrag.api.page import PAGE
 from freshrag.api.schemas import (
@@ -35,6 +36,7 @@ from freshrag.model import Filters, Hit, Mode
 from freshrag.status import source_status
 
 _COMMON: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorOut, "description": "A gateway's principal header is malformed"},
     401: {"model": ErrorOut, "description": "API key missing or wrong (when one is set)"},
     422: {"model": ValidationOut, "description": "Invalid input; `errors` names each field"},
     503: {"model": ErrorOut, "description": "Index or model unavailable"},
@@ -47,7 +49,7 @@ _SEARCH: dict[int | str, dict[str, Any]] = {
                                                  "asked for within the wait bound (or is down)"},
 }
 
-protected = APIRouter(dependencies=[Depends(require_key)])
+protected = APIRouter(dependencies=[Depends(authenticate)])
 public = APIRouter()
 
 
@@ -74,19 +76,25 @@ def _run_search(engine: Any, query: str, k: int, mode: Mode, alpha: float | None
     return hits
 
 
-def _stale(exc: Stale) -> JSONResponse:
+def _document(engine: Any, source: str, key: str, caller: Caller) -> list[Hit]:
+    chunks: list[Hit] = engine.document(source, key, caller.filters(None))
+    return chunks
+
+
+def _stale(exc: Stale, caller: Caller) -> JSONResponse:
     behind = [f"{c.source} lags {'unknown' if c.lag_ms is None else f'{c.lag_ms:.0f} ms'}"
-              + (f" ({c.pending} pending)" if c.pending else "")
+              + (f" ({c.pending} pending)" if c.pending and caller.admin else "")
               for c in exc.checks.values() if c.configured]
     body = StaleResponse(
         detail=f"index not fresh enough after waiting {exc.waited_ms:.0f} ms: "
                + "; ".join(behind),
-        freshness={n: c.model() for n, c in exc.checks.items()}, waited_ms=exc.waited_ms)
+        freshness={n: caller.freshness(c.model()) for n, c in exc.checks.items()},
+        waited_ms=exc.waited_ms)
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "1"})
 
 
-async def _search(state: AppState, query: str, k: int, mode: Mode, alpha: float | None,
-                  filters: Filters | None, max_lag_ms: int | None,
+async def _search(state: AppState, caller: Caller, query: str, k: int, mode: Mode,
+                  alpha: float | None, filters: Filters | None, max_lag_ms: int | None,
                   min_watermark: float | None, where: str) -> SearchResponse | JSONResponse:
     started = time.perf_counter()
     assert state.freshness is not None
@@ -99,38 +107,40 @@ async def _search(state: AppState, query: str, k: int, mode: Mode, alpha: float 
     try:
         checks: dict[str, Check] = await state.freshness.ensure(names, max_lag_ms, min_watermark)
     except Stale as exc:
-        return _stale(exc)
+        return _stale(exc, caller)
     hits = await anyio.to_thread.run_sync(_run_search, state.engine, query, k, mode, alpha,
-                                          filters, limiter=state.limiter)
+                                          caller.filters(filters), limiter=state.limiter)
     return SearchResponse(
-        hits=[HitOut(**h.to_json()) for h in hits],
-        freshness={n: c.model() for n, c in checks.items()},
+        hits=[HitOut(**h.to_json()) for h in caller.guard(hits, "search")],
+        freshness={n: caller.freshness(c.model()) for n, c in checks.items()},
         took_ms=round((time.perf_counter() - started) * 1000, 1))
 
 
 @protected.post("/search", response_model=SearchResponse, responses=_SEARCH, tags=["search"])
-async def search(body: SearchRequest, state: State) -> SearchResponse | JSONResponse:
+async def search(body: SearchRequest, state: State,
+                 caller: CallerDep) -> SearchResponse | JSONResponse:
     """Search the index. With `max_lag_ms` or `min_watermark` the answer waits (bounded) for
     the index to catch up, or is a 503 saying how far behind each source is."""
     f = body.filters
     filters = (Filters(f.source, f.doc_key_prefix, dict(f.metadata)) if f else None)
-    return await _search(state, body.query, body.k, body.mode, body.alpha, filters,
+    return await _search(state, caller, body.query, body.k, body.mode, body.alpha, filters,
                          body.max_lag_ms, body.min_watermark, "body")
 
 
 @protected.get("/search", response_model=SearchResponse, responses=_SEARCH, tags=["search"])
 async def search_get(params: Annotated[SearchParams, Query()],
-                     state: State) -> SearchResponse | JSONResponse:
+                     state: State, caller: CallerDep) -> SearchResponse | JSONResponse:
     """`POST /search` for curl and browsers: `GET /search?q=travel+policy&k=3`."""
     filters = (Filters(params.source, params.doc_key_prefix)
                if params.source or params.doc_key_prefix else None)
-    return await _search(state, params.q, params.k, params.mode, params.alpha, filters,
+    return await _search(state, caller, params.q, params.k, params.mode, params.alpha, filters,
                          params.max_lag_ms, params.min_watermark, "query")
 
 
 @protected.get("/status", response_model=StatusResponse, responses=_COMMON, tags=["operations"])
-async def status(state: State) -> StatusResponse:
-    """Per source: documents, chunks, last sync, freshness (lag, pending) and last errors."""
+async def status(state: State, caller: CallerDep) -> StatusResponse:
+    """Per source: documents, chunks, last sync, freshness (lag, pending) and last errors.
+    A client that is not an admin gets freshness only: no counts, reports or errors."""
     assert state.freshness is not None
 
     def rows() -> list[dict[str, Any]]:
@@ -140,12 +150,14 @@ async def status(state: State) -> StatusResponse:
     table = await run_in_threadpool(rows)
     checks = await state.freshness.current([r["source"] for r in table])
     configured = {s.name for s in state.settings.sources}
+    full = caller.admin
     return StatusResponse(sources=[SourceStatus(
-        source=r["source"], configured=r["source"] in configured, documents=r["documents"],
-        chunks=r["chunks"], last_sync_start=r["last_sync_start"],
-        last_sync_end=r["last_sync_end"], last_report=r["last_report"],
-        freshness=checks[r["source"]].model(),
-        errors=[SourceError(**e) for e in r["errors"]],
+        source=r["source"], configured=r["source"] in configured,
+        documents=r["documents"] if full else None, chunks=r["chunks"] if full else None,
+        last_sync_start=r["last_sync_start"], last_sync_end=r["last_sync_end"],
+        last_report=r["last_report"] if full else None,
+        freshness=caller.freshness(checks[r["source"]].model()),
+        errors=[SourceError(**e) for e in r["errors"]] if full else [],
         canary=CanaryStatus(**r["canary"]) if "canary" in r else None) for r in table])
 
 
@@ -197,19 +209,21 @@ def canary_checks(settings: Any, since: float) -> dict[str, str]:
                                            "description": "Unknown source or document"}})
 async def document(source: Annotated[str, Path(min_length=1, max_length=200)],
                    key: Annotated[str, Path(min_length=1, max_length=1000)],
-                   state: State) -> DocumentOut:
+                   state: State, caller: CallerDep) -> DocumentOut:
     """The chunks of one document as indexed, in order. Looked up in the index by key:
-    no file is opened."""
+    no file is opened. Only the chunks the caller may read; a document with none is a 404,
+    the same answer as a document that does not exist."""
+    missing = f"no document {key!r} in source {source!r}"
 
     def lookup() -> list[Hit]:
         if source not in state.source_names():
             raise HTTPException(404, f"unknown source {source!r}")
         if "\x00" in key:
-            raise HTTPException(404, "no such document")
+            raise HTTPException(404, missing)
         refresh_index(state.engine)
-        chunks: list[Hit] = state.engine.document(source, key)
-        if not chunks and state.engine.ledger.get(source, key) is None:
-            raise HTTPException(404, f"no document {key!r} in source {source!r}")
+        chunks = caller.guard(_document(state.engine, source, key, caller), "documents")
+        if not chunks and (not caller.admin or state.engine.ledger.get(source, key) is None):
+            raise HTTPException(404, missing)
         return chunks
 
     chunks = await run_in_threadpool(lookup)
@@ -218,8 +232,9 @@ async def document(source: Annotated[str, Path(min_length=1, max_length=200)],
 
 @protected.get("/metrics", response_class=Response, tags=["operations"], responses={
     **_COMMON, 200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
-async def metrics_text() -> Response:
-    """Prometheus metrics of this process (with `freshrag up`, the watcher's too)."""
+async def metrics_text(_: AdminDep) -> Response:
+    """Prometheus metrics of this process (with `freshrag up`, the watcher's too); admin
+    clients only (they count documents)."""
     return Response(await run_in_threadpool(metrics.render),
                     media_type=metrics.CONTENT_TYPE_LATEST)
 

@@ -115,8 +115,10 @@ class SourceFreshness(BaseModel):
                     "null when unknown.")
     pending: int | None = Field(description="Changed, new or deleted items not yet indexed "
                                             "(null when the source cannot be checked cheaply).")
-    failed: int = Field(default=0, description="Items that changed but could not be indexed "
-                                       "(see /status errors); they do not count as pending.")
+    failed: int | None = Field(default=0, description="Items that changed but could not be "
+                               "indexed (see /status errors); they do not count as pending. "
+                               "null (like pending and capture) for a client that is not an "
+                               "admin: counts are for admins.")
     method: Literal["scan", "poll", "last_poll", "watermark", "none"] = Field(
         description="What lag is based on. scan (folders): the files were compared with the "
                     "ledger now; poll (tables): the table was polled and reconciled now, for a "
@@ -186,8 +188,8 @@ class CanaryStatus(BaseModel):
 class SourceStatus(BaseModel):
     source: str
     configured: bool
-    documents: int
-    chunks: int
+    documents: int | None = Field(description="null for a client that is not an admin")
+    chunks: int | None = Field(description="null for a client that is not an admin")
     last_sync_start: float | None
     last_sync_end: float | None
     last_report: dict[str, Any] | None

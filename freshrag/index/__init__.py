@@ -38,8 +38,10 @@ class Index(Protocol):
         """Delete every object of one document; returns how many were removed."""
 
     def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
-                        source_modified_at: float) -> None:
-        """Patch properties of existing objects without re-sending vectors."""
+                        source_modified_at: float, readers: Sequence[str] | None = None
+                        ) -> None:
+        """Patch properties of existing objects without re-sending vectors (readers too, when
+        given: a permission change)."""
 
     def vectors(self, ids: Sequence[str]) -> dict[str, list[float]]:
         """Stored vectors of the given ids (missing ids are absent)."""
@@ -52,8 +54,10 @@ class Index(Protocol):
     def documents(self, source: str) -> dict[str, int]:
         """doc_key -> chunk count for one source (used by verify and status)."""
 
-    def get_document(self, source: str, doc_key: str) -> list[Hit]:
-        """The chunks of one document, in ordinal order."""
+    def get_document(self, source: str, doc_key: str,
+                     filters: Filters | None = None) -> list[Hit]:
+        """The chunks of one document, in ordinal order; with `filters.principals`, only the
+        chunks those principals may read (none: the caller answers 404)."""
 
     def stats(self) -> dict[str, SourceStats]:
         """Documents and chunks per source."""

@@ -10,14 +10,26 @@ from typing import Any
 
 from freshrag.index import IndexUnavailable
 from freshrag.index.fusion import KEYWORD_DEPTH, fuse_union, pool_size
-from freshrag.model import Filters, Hit, Mode, Record, SourceStats
+from freshrag.model import EVERYONE, Filters, Hit, Mode, Record, SourceStats
 
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
-            "page", "source_modified_at", "indexed_at", "metadata"]
+            "page", "source_modified_at", "indexed_at", "metadata", "readers"]
 
 
 def sql_str(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
+
+
+def readers_sql(readers: Sequence[str]) -> str:
+    """A list<string> literal for LanceDB's SQL (an empty one needs its type spelled out)."""
+    if not readers:
+        return "arrow_cast(make_array(), 'List(Utf8)')"
+    return "make_array(" + ",".join(sql_str(r) for r in readers) + ")"
+
+
+def principals_sql(principals: frozenset[str]) -> str:
+    """Chunks one of `principals` (or everyone) may read: evaluated inside the query."""
+    return f"array_has_any(readers, {readers_sql(sorted(principals | {EVERYONE}))})"
 
 
 def canonical_metadata(metadata: dict[str, Any]) -> str:
@@ -38,6 +50,7 @@ def _to_hit(row: dict[str, Any], score: float) -> Hit:
         metadata=json.loads(row["metadata"] or "{}"),
         source_modified_at=row["source_modified_at"], indexed_at=row["indexed_at"],
         id=row["id"], chunk_hash=row["chunk_hash"], ordinal=row["ordinal"],
+        readers=list(row.get("readers") or []),
     )
 
 
@@ -59,8 +72,23 @@ class LanceIndex:
         self._table: Any = None
         self._fts_ready = False
         if table in self._db.table_names():
-            self._table = self._db.open_table(table)
-            self.dim = self._table.schema.field("vector").type.list_size
+            self._open()
+
+    def _open(self) -> None:
+        self._table = self._db.open_table(self.table_name)
+        self.dim = self._table.schema.field("vector").type.list_size
+        self._add_readers()
+
+    def _add_readers(self) -> None:
+        if "readers" not in self._table.schema.names:
+            # An index written before readers were captured: everyone could read its chunks
+            # then, and still can until a sync re-writes them (a metadata write, no re-embed).
+            try:
+                self._table.add_columns({"readers": readers_sql([EVERYONE])})
+            except (ValueError, RuntimeError) as exc:
+                if "readers" not in str(exc):  # another process added it first
+                    raise
+                self._table.checkout_latest()
 
     # writing ---------------------------------------------------------------------------------
     def _schema(self, dim: int) -> Any:
@@ -73,7 +101,7 @@ class LanceIndex:
             pa.field("ordinal", pa.int32()), pa.field("title", pa.string()),
             pa.field("location", pa.string()), pa.field("page", pa.int32()),
             pa.field("source_modified_at", pa.float64()), pa.field("indexed_at", pa.float64()),
-            pa.field("metadata", pa.string()),
+            pa.field("metadata", pa.string()), pa.field("readers", pa.list_(pa.string())),
         ])
 
     def _ensure_table(self, dim: int) -> Any:
@@ -81,6 +109,7 @@ class LanceIndex:
             self._table = self._db.create_table(self.table_name, schema=self._schema(dim),
                                                 exist_ok=True)  # or another process's
             self.dim = self._table.schema.field("vector").type.list_size
+            self._add_readers()
         if not self._fts_ready:  # a crash between creating the table and its index leaves none
             if not any(ix.index_type == "FTS" for ix in self._table.list_indices()):
                 self._table.create_fts_index("text", use_tantivy=False, replace=True)
@@ -99,7 +128,7 @@ class LanceIndex:
             "doc_key": r.doc_key, "chunk_hash": r.chunk_hash, "ordinal": r.ordinal,
             "title": r.title, "location": r.location, "page": r.page,
             "source_modified_at": r.source_modified_at, "indexed_at": r.indexed_at,
-            "metadata": canonical_metadata(r.metadata),
+            "metadata": canonical_metadata(r.metadata), "readers": list(r.readers),
         } for r in records]
         with self._lock:
             table = self._ensure_table(len(records[0].vector))
@@ -133,13 +162,18 @@ class LanceIndex:
         return len(ids)
 
     def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
-                        source_modified_at: float) -> None:
+                        source_modified_at: float, readers: Sequence[str] | None = None
+                        ) -> None:
         if not ids or self._table is None:
             return
-        values = {"metadata": canonical_metadata(metadata),
-                  "source_modified_at": source_modified_at}
+        values = {"metadata": sql_str(canonical_metadata(metadata)),
+                  "source_modified_at": repr(float(source_modified_at))}
+        if readers is not None:
+            values["readers"] = readers_sql(readers)
         with self._lock:
-            self._io(lambda: self._table.update(where=self._where_ids(ids), values=values))
+            for i in range(0, len(ids), 500):
+                where = self._where_ids(ids[i:i + 500])
+                self._io(lambda where=where: self._table.update(where=where, values_sql=values))
 
     # reading ----------------------------------------------------------------------------------
     def _rows(self, where: str, columns: list[str],
@@ -162,8 +196,11 @@ class LanceIndex:
                 out[r["id"]] = [float(x) for x in r["vector"]]
         return out
 
-    def get_document(self, source: str, doc_key: str) -> list[Hit]:
+    def get_document(self, source: str, doc_key: str,
+                     filters: Filters | None = None) -> list[Hit]:
         where = f"source = {sql_str(source)} AND doc_key = {sql_str(doc_key)}"
+        if filters is not None and filters.principals is not None:
+            where += f" AND {principals_sql(filters.principals)}"
         hits = [_to_hit(r, 0.0) for r in self._rows(where, _COLUMNS)]
         return sorted(hits, key=lambda h: h.ordinal)
 
@@ -203,6 +240,8 @@ class LanceIndex:
             needle = canonical_metadata({key: value})[1:-1]
             escaped = needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
             parts.append(f"metadata LIKE {sql_str('%' + escaped + '%')} ESCAPE '\\'")
+        if filters.principals is not None:
+            parts.append(principals_sql(filters.principals))
         return " AND ".join(parts) or None
 
     @staticmethod
@@ -264,8 +303,7 @@ class LanceIndex:
         with self._lock:
             if self._table is None:
                 if self.table_name in self._db.table_names():
-                    self._table = self._db.open_table(self.table_name)
-                    self.dim = self._table.schema.field("vector").type.list_size
+                    self._open()
             else:
                 self._table.checkout_latest()
 

@@ -15,11 +15,13 @@ from freshrag.index.weaviate_read import read_document
 from freshrag.index.weaviate_schema import (
     RETURN_PROPS,
     VECTOR,
+    add_readers,
     metadata_properties,
     metadata_terms,
     parse_url,
     properties,
     property_configs,
+    readers_filter,
     schema_problems,
     to_hit,
 )
@@ -99,7 +101,10 @@ class WeaviateIndex:
             if not client.collections.exists(self.collection_name):
                 self._create(client)
             col = client.collections.get(self.collection_name)
-            problems = schema_problems(col.config.get())  # full: it holds multi-tenancy
+            config = col.config.get()  # full: it holds multi-tenancy
+            if not any(p.name == "readers" for p in config.properties):
+                config = add_readers(col, self.page)
+            problems = schema_problems(config)
             if problems:
                 raise IndexMisconfigured(
                     f"Weaviate at {self.url}: collection {self.collection_name!r} exists with an "
@@ -226,7 +231,8 @@ class WeaviateIndex:
         return self._delete_ids(list(self.ids_for(source, doc_key)))
 
     def update_metadata(self, ids: Sequence[str], metadata: dict[str, Any],
-                        source_modified_at: float) -> None:
+                        source_modified_at: float, readers: Sequence[str] | None = None
+                        ) -> None:
         """PATCH each object's metadata properties; its vector is neither sent nor touched."""
         from weaviate.exceptions import UnexpectedStatusCodeError
 
@@ -234,6 +240,8 @@ class WeaviateIndex:
             return
         col = self._col()
         props = {**metadata_properties(metadata), "source_modified_at": float(source_modified_at)}
+        if readers is not None:
+            props["readers"] = list(readers)
         for uuid in ids:
             with self._errors(f"updating metadata of {uuid}"):
                 try:
@@ -252,9 +260,13 @@ class WeaviateIndex:
                                           include_vector=[VECTOR] if vector else False)
         return list(res.objects)
 
-    def _document(self, source: str, doc_key: str, props: list[str]) -> list[Any]:
-        """Every object of one document, compared exactly (see weaviate_read)."""
-        return read_document(self._fetch, source, doc_key, props, self.page, self.id_chunk)
+    def _document(self, source: str, doc_key: str, props: list[str],
+                  principals: frozenset[str] | None = None) -> list[Any]:
+        """Every object of one document, compared exactly (see weaviate_read); with principals,
+        only those they may read (the filter goes with every read)."""
+        allowed = readers_filter(principals) if principals is not None else None
+        return read_document(self._fetch, source, doc_key, props, self.page, self.id_chunk,
+                             allowed)
 
     def _scan(self, props: list[str]) -> Iterator[Any]:
         """Every object of the collection (cursor over ids: no limit, no filter)."""
@@ -278,8 +290,10 @@ class WeaviateIndex:
                     out[str(o.uuid)] = [float(x) for x in vec]
         return out
 
-    def get_document(self, source: str, doc_key: str) -> list[Hit]:
-        objs = self._document(source, doc_key, RETURN_PROPS)
+    def get_document(self, source: str, doc_key: str,
+                     filters: Filters | None = None) -> list[Hit]:
+        objs = self._document(source, doc_key, RETURN_PROPS,
+                              filters.principals if filters is not None else None)
         return sorted((to_hit(o.uuid, o.properties, 0.0) for o in objs), key=lambda h: h.ordinal)
 
     def documents(self, source: str) -> dict[str, int]:
@@ -317,6 +331,8 @@ class WeaviateIndex:
         if filters.metadata:
             parts.append(Filter.by_property("metadata_kv").contains_all(
                 metadata_terms(filters.metadata)))
+        if filters.principals is not None:
+            parts.append(readers_filter(filters.principals))
         return Filter.all_of(parts) if len(parts) > 1 else (parts[0] if parts else None)
 
     @staticmethod

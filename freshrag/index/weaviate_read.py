@@ -21,7 +21,7 @@ def doc_filter(source: str, doc_key: str) -> Any:
 
 
 def read_document(fetch: Fetch, source: str, doc_key: str, props: list[str], page: int,
-                  id_chunk: int) -> list[Any]:
+                  id_chunk: int, allowed: Any = None) -> list[Any]:
     """Every object of one document, compared exactly on `source` and `doc_key`.
 
     Weaviate refuses a read whose offset + limit exceeds QUERY_MAXIMUM_RESULTS, so there is no
@@ -33,9 +33,12 @@ def read_document(fetch: Fetch, source: str, doc_key: str, props: list[str], pag
     possible for identical chunks) is read by its deterministic ids instead.
 
     The server's FIELD equality trims surrounding whitespace (`"x.md "` matches `"x.md"`), so
-    what it returns is re-checked exactly here: a document never sees another one's chunks."""
+    what it returns is re-checked exactly here: a document never sees another one's chunks.
+    `allowed` (a readers filter) goes with every read: only the chunks it admits are read."""
     want = list(dict.fromkeys([*props, "source", "doc_key", "chunk_hash"]))
     doc = doc_filter(source, doc_key)
+    if allowed is not None:
+        doc = doc & allowed
     objs = _partition(fetch, doc, source, doc_key, "", want, page, id_chunk)
     return [o for o in objs if o.properties.get("source") == source
             and o.properties.get("doc_key") == doc_key]

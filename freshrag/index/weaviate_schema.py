@@ -8,7 +8,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from freshrag.index import IndexMisconfigured
-from freshrag.model import Hit, Record
+from freshrag.model import EVERYONE, Hit, Record
 
 VECTOR = "default"  # the one named vector of the collection: we bring it (vectorizer none)
 
@@ -40,6 +40,8 @@ PROPS: tuple[Prop, ...] = (
     Prop("metadata_json", "text", "field"),
     # One "key=<canonical JSON value>" entry per metadata key: the equality filter's target.
     Prop("metadata_kv", "text[]", "field", filterable=True),
+    # Principals who may read the chunk, exactly (FIELD): searches filter it with ContainsAny.
+    Prop("readers", "text[]", "field", filterable=True),
 )
 RETURN_PROPS = [p.name for p in PROPS if p.name != "metadata_kv"]
 
@@ -59,6 +61,7 @@ def properties(record: Record) -> dict[str, Any]:
         "chunk_hash": record.chunk_hash, "ordinal": record.ordinal, "title": record.title,
         "location": record.location, "source_modified_at": float(record.source_modified_at),
         "indexed_at": float(record.indexed_at), **metadata_properties(record.metadata),
+        "readers": list(record.readers),
     }
     if record.page is not None:
         props["page"] = record.page
@@ -79,17 +82,42 @@ def to_hit(uuid: Any, props: dict[str, Any], score: float) -> Hit:
         source_modified_at=float(props.get("source_modified_at") or 0.0),
         indexed_at=float(props.get("indexed_at") or 0.0), id=str(uuid),
         chunk_hash=props.get("chunk_hash") or "", ordinal=int(props.get("ordinal") or 0),
+        readers=list(props.get("readers") or []),
     )
 
 
-def property_configs() -> list[Any]:
+def readers_filter(principals: frozenset[str]) -> Any:
+    """Objects one of `principals` (or everyone) may read, as a server-side filter."""
+    from weaviate.classes.query import Filter
+
+    return Filter.by_property("readers").contains_any(sorted(principals | {EVERYONE}))
+
+
+def add_readers(col: Any, page: int) -> Any:
+    """A collection written before readers were captured: add the property and give every
+    object `everyone` (what it was then); a sync re-writes real readers as metadata. Returns
+    the collection's config as it is now."""
+    from weaviate.exceptions import UnexpectedStatusCodeError
+
+    try:
+        col.config.add_property(property_configs({"readers"})[0])
+    except UnexpectedStatusCodeError as exc:
+        if "already in use" not in str(exc):  # another worker added it first: fine
+            raise
+    for obj in col.iterator(return_properties=["readers"], cache_size=page):
+        if not obj.properties.get("readers"):
+            col.data.update(uuid=obj.uuid, properties={"readers": [EVERYONE]})
+    return col.config.get()
+
+
+def property_configs(names: set[str] | None = None) -> list[Any]:
     from weaviate.classes.config import DataType, Property, Tokenization
 
     return [Property(name=p.name, data_type=DataType(p.data_type),
                      tokenization=Tokenization(p.tokenization) if p.tokenization else None,
                      index_filterable=p.filterable, index_searchable=p.searchable,
                      index_range_filters=p.range_filters, skip_vectorization=True)
-            for p in PROPS]
+            for p in PROPS if names is None or p.name in names]
 
 
 def schema_problems(config: Any) -> list[str]:

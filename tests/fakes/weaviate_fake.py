@@ -66,6 +66,8 @@ class FakeWeaviate:
             self._auth(self._create))
         h.expect_request("/v1/schema", method="GET").respond_with_handler(
             self._auth(self._schema))
+        h.expect_request(re.compile(r"^/v1/schema/[^/]+/properties$"),
+                         method="POST").respond_with_handler(self._auth(self._add_property))
         h.expect_request(re.compile(r"^/v1/schema/[^/]+$")).respond_with_handler(
             self._auth(self._class))
         h.expect_request(re.compile(r"^/v1/objects/[^/]+/[^/]+$"),
@@ -154,6 +156,26 @@ class FakeWeaviate:
                                           if v is not col}
                 return Response("", 200)
             return Response(json.dumps(col.schema), 200, content_type="application/json")
+
+    def _add_property(self, request: Request) -> Response:
+        """usecases/schema/property.go:34-80 and class.go:1026-1028 (handlers_schema.go:200-213:
+        a 422): a property is added to an existing class, unless its name (case-insensitively)
+        is in use. Objects written before have no value for it."""
+        name = request.path.split("/")[3]
+        prop = json.loads(request.data)
+        prop["name"] = prop["name"][:1].lower() + prop["name"][1:]
+        with self.store.lock:
+            try:
+                col = self.store.get(name)
+            except KeyError:
+                return self._error(404, f"class {name!r} not found")
+            props = col.schema.setdefault("properties", [])
+            if any(p["name"].lower() == prop["name"].lower() for p in props):
+                return self._error(422, f"class {col.schema['class']!r}: conflict for property "
+                                        f"{prop['name']!r}: already in use or provided "
+                                        "multiple times")
+            props.append(with_defaults({"properties": [prop]})["properties"][0])
+        return Response(json.dumps(prop), 200, content_type="application/json")
 
     def _patch(self, request: Request) -> Response:
         _, _, _, name, uuid = request.path.split("/")
