@@ -234,6 +234,7 @@ app.command()(verify)
 app.add_typer(sql_app, name="sql", help="SQL sources: the Postgres notify trigger.")
 
 from freshrag.cli_watch import register; register(app)  # noqa: E402, E702, I001
+from freshrag.cli_mcp import register as _mcp; _mcp(app)  # noqa: E402, E702, I001
 
 
 def _click_exceptions() -> Any:

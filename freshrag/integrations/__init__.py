@@ -1,0 +1,1 @@
+"""Retrievers for the frameworks RAG apps are built with (LangChain, LlamaIndex), on the client."""
