@@ -49,7 +49,8 @@ def test_status_health_ready_page_openapi(make_client: Any) -> None:
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json() == {
-        "ready": True, "checks": {"model": "ok", "ledger": "ok", "index": "ok"}}
+        "ready": True, "checks": {"model": "ok", "ledger": "ok", "index": "ok"},
+        "degraded": False}
     rows = client.get("/status").json()["sources"]
     assert [r["source"] for r in rows] == ["docs"]
     row = rows[0]
