@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForRetrieverRun,
-    CallbackManagerForRetrieverRun,
-)
-from langchain_core.documents import Document
-from langchain_core.retrievers import BaseRetriever
-from pydantic import PrivateAttr, SecretStr
+try:
+    from langchain_core.callbacks import (
+        AsyncCallbackManagerForRetrieverRun,
+        CallbackManagerForRetrieverRun,
+    )
+    from langchain_core.documents import Document
+    from langchain_core.retrievers import BaseRetriever
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(f"freshrag.integrations.langchain needs {exc.name}: "
+                      "pip install 'freshrag[langchain]'") from exc
+
+from pydantic import Field, PrivateAttr, SecretStr
 
 from freshrag.client import AsyncClient, Client
 from freshrag.client.models import SearchResult
@@ -34,6 +39,8 @@ class FreshragRetriever(BaseRetriever):
     max_lag_ms: int | None = None
     min_watermark: float | None = None
     timeout: float = 30.0
+    # An httpx transport for tests: `freshrag.client.testing.MockServer().transport()`.
+    transport: Any = Field(default=None, exclude=True, repr=False)
 
     _client: Client | None = PrivateAttr(default=None)
 
@@ -54,13 +61,15 @@ class FreshragRetriever(BaseRetriever):
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
                                 **kwargs: Any) -> list[Document]:
         if self._client is None:
-            self._client = Client(self.url, self._key(), timeout=self.timeout)
+            self._client = Client(self.url, self._key(), timeout=self.timeout,
+                                  transport=self.transport)
         return self._documents(self._client.search(query, **self._search_options(kwargs)))
 
     async def _aget_relevant_documents(
             self, query: str, *, run_manager: AsyncCallbackManagerForRetrieverRun,
             **kwargs: Any) -> list[Document]:
         # One client per call: an httpx.AsyncClient's connections belong to one event loop.
-        async with AsyncClient(self.url, self._key(), timeout=self.timeout) as client:
+        async with AsyncClient(self.url, self._key(), timeout=self.timeout,
+                               transport=self.transport) as client:
             result = await client.search(query, **self._search_options(kwargs))
         return self._documents(result)

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from llama_index.core.callbacks import CallbackManager
-from llama_index.core.retrievers import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+try:
+    from llama_index.core.callbacks import CallbackManager
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+except ImportError as exc:  # the extra is not installed
+    raise ImportError(f"freshrag.integrations.llamaindex needs {exc.name}: "
+                      "pip install 'freshrag[llamaindex]'") from exc
 
 from freshrag.client import AsyncClient, Client
 from freshrag.client.models import SearchResult
@@ -27,9 +31,11 @@ class FreshragRetriever(BaseRetriever):
                  mode: str = "hybrid", alpha: float | None = None, source: str | None = None,
                  filters: dict[str, Any] | None = None, max_lag_ms: int | None = None,
                  min_watermark: float | None = None, timeout: float = 30.0,
-                 callback_manager: CallbackManager | None = None, verbose: bool = False):
+                 transport: Any = None, callback_manager: CallbackManager | None = None,
+                 verbose: bool = False):
         super().__init__(callback_manager=callback_manager, verbose=verbose)
         self.url, self.api_key, self.timeout = url, api_key, timeout
+        self.transport = transport  # for tests: freshrag.client.testing.MockServer().transport()
         self.search_options = options({}, {
             "k": k, "mode": mode, "alpha": alpha, "source": source, "filters": filters,
             "max_lag_ms": max_lag_ms, "min_watermark": min_watermark})
@@ -49,10 +55,12 @@ class FreshragRetriever(BaseRetriever):
 
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
         if self._client is None:
-            self._client = Client(self.url, self.api_key, timeout=self.timeout)
+            self._client = Client(self.url, self.api_key, timeout=self.timeout,
+                                  transport=self.transport)
         return self._nodes(self._client.search(query_bundle.query_str, **self.search_options))
 
     async def _aretrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        async with AsyncClient(self.url, self.api_key, timeout=self.timeout) as client:
+        async with AsyncClient(self.url, self.api_key, timeout=self.timeout,
+                               transport=self.transport) as client:
             result = await client.search(query_bundle.query_str, **self.search_options)
         return self._nodes(result)
