@@ -123,3 +123,42 @@ def test_mode_none_is_everyone(tree: Path, make_engine: Callable[..., Engine]) -
     engine = make_engine(tree)
     engine.sync("docs")
     assert _as(engine, "uid:999") == {"open.md", "group.md", "private.md", "sub/deep.md"}
+
+
+def test_turning_permissions_on_and_off_is_a_metadata_write(
+        tree: Path, make_engine: Callable[..., Engine], tmp_path: Path) -> None:
+    home = tmp_path / "home-switch"
+    make_engine(tree, home=home).sync("docs")
+    on = make_engine(tree, home=home, permissions="posix")
+    report = on.sync("docs")  # two are readable by everyone: nothing to write for them
+    assert (report.updated, report.touched, report.embedded, report.written) == (2, 2, 0, 0)
+    assert _as(on, "gid:2001") == {"open.md", "group.md", "sub/deep.md"}
+    off = make_engine(tree, home=home).sync("docs")
+    assert (off.updated, off.touched, off.embedded, off.written) == (2, 2, 0, 0)
+
+
+def test_a_ledger_from_before_readers_gets_its_perm_column(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from freshrag.ledger import Ledger
+    from freshrag.model import Fingerprint
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE freshrag_documents (source VARCHAR(200) NOT NULL, doc_key "
+            "VARCHAR(1000) NOT NULL, mtime_ns BIGINT NOT NULL, size BIGINT NOT NULL, inode "
+            "BIGINT NOT NULL, content_hash VARCHAR(64) NOT NULL, chunk_hashes TEXT NOT NULL, "
+            "meta_hash VARCHAR(64) NOT NULL, modified_at FLOAT NOT NULL, indexed_at FLOAT NOT "
+            "NULL, PRIMARY KEY (source, doc_key))")
+        conn.exec_driver_sql("INSERT INTO freshrag_documents VALUES ('docs', 'a.md', 1, 2, 3, "
+                             "'h', '[]', '', 0, 0)")
+    old.dispose()
+    ledger = Ledger(url)
+    assert ledger.fingerprints("docs") == {"a.md": Fingerprint(1, 2, 3, "")}
+    doc = ledger.get("docs", "a.md")
+    assert doc is not None
+    doc.fingerprint = Fingerprint(1, 2, 3, "abc")
+    ledger.put(doc)
+    assert Ledger(url).fingerprints("docs")["a.md"].perm == "abc"
