@@ -44,9 +44,13 @@ def tree(tmp_path: Path) -> Path:
 
 def test_readers_follow_modes_owners_folders_and_acls(
         tree: Path, make_engine: Callable[..., Engine]) -> None:
-    engine = make_engine(tree, permissions="posix")
-    first = engine.sync("docs")
-    assert first.added == 4 and first.closed == []
+    none = make_engine(tree)  # permissions = "none": everyone reads everything
+    assert none.sync("docs").added == 4
+    assert _as(none, "uid:999") == {"open.md", "group.md", "private.md", "sub/deep.md"}
+    engine = make_engine(tree, permissions="posix")  # same home: switched on
+    first = engine.sync("docs")  # two are readable by everyone: nothing to write for them
+    assert (first.updated, first.touched, first.embedded, first.written) == (2, 2, 0, 0)
+    assert first.closed == []
     everyone = {"open.md", "sub/deep.md"}
     assert _as(engine, "uid:1001") == everyone | {"group.md"}
     assert _as(engine, "gid:2001") == everyone | {"group.md"}
@@ -81,6 +85,9 @@ def test_readers_follow_modes_owners_folders_and_acls(
     moved = engine.sync("docs")
     assert (moved.renamed, moved.embedded) == (1, 0)
     assert "moved.md" in _as(engine, "user:nobody-here")
+
+    off = make_engine(tree).sync("docs")  # switched off: readers back to everyone, as metadata
+    assert (off.updated, off.embedded, off.written) == (3, 0, 0)
 
 
 def test_unreadable_acl_fails_closed_and_is_reported(
@@ -117,24 +124,6 @@ def test_posix_rules() -> None:
     assert posix_readers([Level(0, 0, 0o750), Level(5001, 5002, 0o644)]) == [
         "user:root", "uid:0", "group:root", "gid:0"]
     assert posix_readers([root, Level(5001, 5002, 0o000)]) == []
-
-
-def test_mode_none_is_everyone(tree: Path, make_engine: Callable[..., Engine]) -> None:
-    engine = make_engine(tree)
-    engine.sync("docs")
-    assert _as(engine, "uid:999") == {"open.md", "group.md", "private.md", "sub/deep.md"}
-
-
-def test_turning_permissions_on_and_off_is_a_metadata_write(
-        tree: Path, make_engine: Callable[..., Engine], tmp_path: Path) -> None:
-    home = tmp_path / "home-switch"
-    make_engine(tree, home=home).sync("docs")
-    on = make_engine(tree, home=home, permissions="posix")
-    report = on.sync("docs")  # two are readable by everyone: nothing to write for them
-    assert (report.updated, report.touched, report.embedded, report.written) == (2, 2, 0, 0)
-    assert _as(on, "gid:2001") == {"open.md", "group.md", "sub/deep.md"}
-    off = make_engine(tree, home=home).sync("docs")
-    assert (off.updated, off.touched, off.embedded, off.written) == (2, 2, 0, 0)
 
 
 def test_a_ledger_from_before_readers_gets_its_perm_column(tmp_path: Path) -> None:
