@@ -34,7 +34,13 @@ from freshrag.model import (
 )
 from freshrag.parse import ParseError, Parser
 from freshrag.parse_worker import IsolatedParser
-from freshrag.readers import READERS_SIG, chunking_of, meta_hash_of, permissions_of
+from freshrag.readers import (
+    READERS_SIG,
+    chunking_of,
+    meta_hash_of,
+    permissions_of,
+    read_reporting,
+)
 from freshrag.retry import retry
 
 log = logging.getLogger("freshrag.engine")
@@ -286,7 +292,7 @@ class Engine:
             self._fail(src.name, cand.key, cand.error, report)
             return None
         try:
-            item = self._read(src, cand.key, report)
+            item = read_reporting(src, cand.key, report)
         except SourceError as exc:
             if getattr(exc, "gone", False):  # deleted since the scan: a delete, not a failure
                 if cand.key in run.known:
@@ -322,14 +328,6 @@ class Engine:
             self._fail(src.name, cand.key, str(exc), report)
             return None
         return _Pending(item, digest, meta, chunks, prev, renamed_from)
-
-    def _read(self, src: Source, key: str, report: SyncReport) -> Item:
-        item = src.read(key)
-        if item.readers_error is not None:  # indexed all the same, readable by admins only
-            log.warning("%s: %s: readers unknown, nobody may read it: %s", src.name, key,
-                        item.readers_error)
-            report.close(src.name, key, item.readers_error)
-        return item
 
     def pipeline_signature(self, source: str | None = None) -> str:
         """What the chunks depend on besides the content: chunker version, configured sizes,

@@ -3,11 +3,14 @@ captured differently."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from freshrag.config import Settings
-from freshrag.model import EVERYONE, content_hash
+from freshrag.model import EVERYONE, Item, SyncReport, content_hash
+
+log = logging.getLogger("freshrag.engine")
 
 READERS_SIG = "; readers "  # joins the chunking part of a pipeline signature to the readers'
 
@@ -31,3 +34,14 @@ def permissions_of(settings: Settings, source: str) -> str:
         if src.name == source:
             return str(src.options().get("permissions") or "none")
     return "none"
+
+
+def read_reporting(src: Any, key: str, report: SyncReport) -> Item:
+    """The read stage: one item, and a report line when its readers could not be determined
+    (it is indexed all the same, readable by admins only)."""
+    item: Item = src.read(key)
+    if item.readers_error is not None:
+        log.warning("%s: %s: readers unknown, nobody may read it: %s", src.name, key,
+                    item.readers_error)
+        report.close(src.name, key, item.readers_error)
+    return item

@@ -34,10 +34,7 @@ def _file(path: Path, text: str, uid: int, gid: int, mode: int) -> None:
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "docs"
     root.mkdir()
-    os.chmod(root, 0o755)
-    for parent in (tmp_path, *tmp_path.parents):  # pytest's tmp folders are 0700
-        if parent != Path("/"):
-            os.chmod(parent, os.stat(parent).st_mode | 0o055)
+    os.chmod(root, 0o755)  # the source root counts, folders above it do not
     _file(root / "open.md", "# Open\n\nfalcon notes everyone may read.", 1001, 1001, 0o644)
     _file(root / "group.md", "# Group\n\nfalcon notes for group 2001.", 1001, 2001, 0o640)
     _file(root / "private.md", "# Private\n\nfalcon notes of uid 1002.", 1002, 1002, 0o600)
@@ -47,9 +44,13 @@ def tree(tmp_path: Path) -> Path:
 
 def test_readers_follow_modes_owners_folders_and_acls(
         tree: Path, make_engine: Callable[..., Engine]) -> None:
-    engine = make_engine(tree, permissions="posix")
-    first = engine.sync("docs")
-    assert first.added == 4 and first.closed == []
+    none = make_engine(tree)  # permissions = "none": everyone reads everything
+    assert none.sync("docs").added == 4
+    assert _as(none, "uid:999") == {"open.md", "group.md", "private.md", "sub/deep.md"}
+    engine = make_engine(tree, permissions="posix")  # same home: switched on
+    first = engine.sync("docs")  # two are readable by everyone: nothing to write for them
+    assert (first.updated, first.touched, first.embedded, first.written) == (2, 2, 0, 0)
+    assert first.closed == []
     everyone = {"open.md", "sub/deep.md"}
     assert _as(engine, "uid:1001") == everyone | {"group.md"}
     assert _as(engine, "gid:2001") == everyone | {"group.md"}
@@ -84,6 +85,9 @@ def test_readers_follow_modes_owners_folders_and_acls(
     moved = engine.sync("docs")
     assert (moved.renamed, moved.embedded) == (1, 0)
     assert "moved.md" in _as(engine, "user:nobody-here")
+
+    off = make_engine(tree).sync("docs")  # switched off: readers back to everyone, as metadata
+    assert (off.updated, off.embedded, off.written) == (3, 0, 0)
 
 
 def test_unreadable_acl_fails_closed_and_is_reported(
@@ -122,7 +126,28 @@ def test_posix_rules() -> None:
     assert posix_readers([root, Level(5001, 5002, 0o000)]) == []
 
 
-def test_mode_none_is_everyone(tree: Path, make_engine: Callable[..., Engine]) -> None:
-    engine = make_engine(tree)
-    engine.sync("docs")
-    assert _as(engine, "uid:999") == {"open.md", "group.md", "private.md", "sub/deep.md"}
+def test_a_ledger_from_before_readers_gets_its_perm_column(tmp_path: Path) -> None:
+    import sqlalchemy as sa
+
+    from freshrag.ledger import Ledger
+    from freshrag.model import Fingerprint
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = sa.create_engine(url)
+    with old.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TABLE freshrag_documents (source VARCHAR(200) NOT NULL, doc_key "
+            "VARCHAR(1000) NOT NULL, mtime_ns BIGINT NOT NULL, size BIGINT NOT NULL, inode "
+            "BIGINT NOT NULL, content_hash VARCHAR(64) NOT NULL, chunk_hashes TEXT NOT NULL, "
+            "meta_hash VARCHAR(64) NOT NULL, modified_at FLOAT NOT NULL, indexed_at FLOAT NOT "
+            "NULL, PRIMARY KEY (source, doc_key))")
+        conn.exec_driver_sql("INSERT INTO freshrag_documents VALUES ('docs', 'a.md', 1, 2, 3, "
+                             "'h', '[]', '', 0, 0)")
+    old.dispose()
+    ledger = Ledger(url)
+    assert ledger.fingerprints("docs") == {"a.md": Fingerprint(1, 2, 3, "")}
+    doc = ledger.get("docs", "a.md")
+    assert doc is not None
+    doc.fingerprint = Fingerprint(1, 2, 3, "abc")
+    ledger.put(doc)
+    assert Ledger(url).fingerprints("docs")["a.md"].perm == "abc"
