@@ -100,6 +100,7 @@ class FolderSource:
         self.home = Path(settings.home).resolve()
         max_mb = opts.max_file_mb or settings.parse.max_file_mb
         self.max_bytes = int(max_mb * 1024 * 1024)
+        self.captures_readers = opts.permissions == "posix"
 
     # selection --------------------------------------------------------------------------------
     def wanted(self, rel: str) -> bool:

@@ -10,11 +10,11 @@ import pwd
 import re
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
-from freshrag.model import EVERYONE, content_hash
+from freshrag.model import EVERYONE, Item, content_hash
 
 ACL_XATTR = "system.posix_acl_access"
 # linux/posix_acl_xattr.h: a version word, then (tag u16, perm u16, id u32) entries
@@ -205,3 +205,15 @@ def parse_readers(value: Any, column: str) -> list[str]:
     if not out:
         raise ReadersUnknown(f"readers column {column!r} names no reader")
     return sorted(set(out))
+
+
+def with_readers(item: Item, value: Any, column: str) -> Item:
+    """A table row's item with the readers its column names (none, reported, if it names
+    nonsense); they are part of its fingerprint, so a readers-only UPDATE is seen."""
+    try:
+        readers, why = parse_readers(value, column), None
+    except ReadersUnknown as exc:
+        readers, why = [], str(exc)
+    perm = content_hash(repr(readers if why is None else why))[:16]
+    return replace(item, readers=readers, readers_error=why,
+                   fingerprint=replace(item.fingerprint, perm=perm))

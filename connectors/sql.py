@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Row
 
 from connectors import SourceError
 from connectors import sql_util as su
+from connectors.permissions import with_readers
 from connectors.sql_options import SqlOptions, display_url, make_engine, parse_options
 from connectors.sql_options import template_fields as _template_fields
 from connectors.sql_util import is_deleted, python_type
@@ -59,8 +60,10 @@ class SqlSource:
         self.db = make_engine(self.opts, self.name, base)
         self.fields = _template_fields(self.opts.text)
         o = self.opts
+        self.readers_col = o.permissions if o.permissions != "none" else None
         self.columns = list(dict.fromkeys([*o.key, o.cursor, *([o.deleted] if o.deleted else []),
-                                           *self.fields, *o.metadata]))
+                                           *self.fields, *o.metadata,
+                                           *([self.readers_col] if self.readers_col else [])]))
         self.relation_name = o.table or "query"
         self._ledger: Any = None
         self.rel: Any = None  # the table or the query as a subquery, resolved at first use
@@ -164,9 +167,10 @@ class SqlSource:
                 if col not in kinds:
                     raise ConfigError(f"sources.{self.name}.{opt}: no column {col!r} in "
                                       f"{self.relation_name} (columns: {', '.join(kinds)})")
-        for col in self.fields:
+        for col in [*self.fields, *([self.readers_col] if self.readers_col else [])]:
+            opt = "text" if col in self.fields else "permissions"
             if col not in kinds:
-                raise ConfigError(f"sources.{self.name}.text: no column {col!r} in "
+                raise ConfigError(f"sources.{self.name}.{opt}: no column {col!r} in "
                                   f"{self.relation_name} (columns: {', '.join(kinds)})")
         self.rel, self.types = rel, kinds
 
@@ -215,8 +219,11 @@ class SqlSource:
     # rendering ---------------------------------------------------------------------------------
     def render(self, row: Row[Any], key: str) -> Item | str:
         """The row as an Item, or the reason it cannot be indexed."""
-        return su.render_row(row._mapping, key, self.opts, self.fields,
+        item = su.render_row(row._mapping, key, self.opts, self.fields,
                              f"{self.relation_name}:{key}")
+        if self.readers_col and isinstance(item, Item):
+            item = with_readers(item, row._mapping[self.readers_col], self.readers_col)
+        return item
 
     def _remember(self, key: str, item: Item | str, force: bool = False) -> None:
         size = len(item.data) if isinstance(item, Item) else 0

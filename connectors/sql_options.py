@@ -22,6 +22,8 @@ class SqlOptions(BaseModel):
     key: list[str]  # primary-key column(s)
     text: str  # template over columns: "{title}\n\n{body}"
     metadata: list[str] = []  # columns stored as filterable properties
+    # a column of readers (an array, or "user:alice, group:support"); "none": everyone reads
+    permissions: str = "none"
     cursor: str  # a column that grows on every change: updated_at, a version number
     deleted: str | None = None  # soft-delete column: truthy (true, 1, a timestamp) = deleted
     # seconds between the watcher's polls of this table; None: the watcher's --poll (5 s)

@@ -19,10 +19,14 @@ _IGNORED = {"opened", "closed_no_write"}
 
 class _Handler(FileSystemEventHandler):
     """Turns watchdog events into source keys: a move is a delete of its source and an update
-    of its destination (editors save by rename); a folder key stands for all under it."""
+    of its destination (editors save by rename); a folder key stands for all under it.
+    `folder_attrib`: a folder's attribute change (chmod, chown, ACL) is its own event, for a
+    source whose readers depend on its folders."""
 
-    def __init__(self, source: str, root: Path, home: Path | None, coalescer: Coalescer):
+    def __init__(self, source: str, root: Path, home: Path | None, coalescer: Coalescer,
+                 folder_attrib: bool = False):
         self.source, self.root, self.home, self.coalescer = source, str(root), home, coalescer
+        self.folder_attrib = folder_attrib
 
     def key(self, path: str | bytes) -> str | None:
         p = os.fsdecode(path)
@@ -41,8 +45,13 @@ class _Handler(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in _IGNORED:
             return
-        if event.is_directory and event.event_type in ("modified", "attrib", "closed"):
+        if event.is_directory and event.event_type in ("modified", "attrib", "closed") and not (
+                self.folder_attrib and event.event_type == "attrib"):
             return  # a folder's own mtime changes whenever a child does; the child is reported
+        if event.is_directory and event.event_type == "attrib" and os.path.normpath(
+                os.fsdecode(event.src_path)) == self.root:
+            self.coalescer.rescan(self.source)  # the root's own permissions: every document
+            return
         paths = [event.src_path]
         if event.event_type == "moved":
             paths.append(event.dest_path)
@@ -54,14 +63,16 @@ class _Handler(FileSystemEventHandler):
 class FolderFeed:
     """One recursive watchdog observer on a folder source's root."""
 
-    def __init__(self, source: str, root: Path, home: Path | None, coalescer: Coalescer):
+    def __init__(self, source: str, root: Path, home: Path | None, coalescer: Coalescer,
+                 folder_attrib: bool = False):
         self.source, self.root, self.home, self.coalescer = source, root, home, coalescer
+        self.folder_attrib = folder_attrib
         self.observer: BaseObserver | None = None
 
     def start(self) -> None:
         observer = Observer()
-        observer.schedule(_Handler(self.source, self.root, self.home, self.coalescer),
-                          str(self.root), recursive=True)
+        observer.schedule(_Handler(self.source, self.root, self.home, self.coalescer,
+                                   self.folder_attrib), str(self.root), recursive=True)
         observer.daemon = True
         observer.start()
         self.observer = observer

@@ -95,7 +95,8 @@ class Watcher:
             src = self._source(name)
             root = getattr(src, "root", None)
             if isinstance(root, Path):
-                feed = FolderFeed(name, root, Path(self.settings.home).resolve(), self.coalescer)
+                feed = FolderFeed(name, root, Path(self.settings.home).resolve(), self.coalescer,
+                                  folder_attrib=getattr(src, "captures_readers", False))
                 feed.start()
                 self.feeds.append(feed)
             else:

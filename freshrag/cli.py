@@ -12,11 +12,12 @@ from typing import Annotated, Any
 
 import typer
 
+from connectors.permissions import PRINCIPAL_RE
 from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, check_clients, settings_for
 from freshrag.cli_sql import sql_app
 from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, stopped, verify
 from freshrag.config import Settings
-from freshrag.model import Filters, Mode, SyncReport
+from freshrag.model import EVERYONE, Filters, Mode, SyncReport
 
 SHOW_SKIPPED = 20  # skipped files listed by a sync's text output
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -111,6 +112,9 @@ def _print_report(report: SyncReport) -> None:
                    "them all)")
     for err in report.errors:
         typer.echo(f"error: {err['source']}: {err['key']}: {err['error']}", err=True)
+    for c in report.closed:
+        typer.echo(f"readers unknown: {c['source']}: {c['key']}: {c['reason']} (indexed; "
+                   "nobody may read it but admins)", err=True)
     typer.echo(f"took {report.seconds:.2f} s")
 
 
@@ -121,11 +125,17 @@ def search(
     mode: Annotated[Mode, typer.Option("--mode", help="hybrid, vector or keyword.")]
     = Mode.hybrid,
     source: Annotated[str | None, typer.Option("--source", help="Only this source.")] = None,
+    principals: Annotated[list[str] | None, typer.Option(
+        "--as", help="Search as this principal (user:alice, group:hr, uid:1001, ...): only "
+        "what it may read. Repeat for each of a user's principals.")] = None,
     config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = False,
 ) -> None:
     """Search the index."""
     if not query.strip():
         _die("query is empty")
+    for p in principals or []:
+        if p != EVERYONE and not PRINCIPAL_RE.match(p):
+            _die(f"--as {p!r}: not a principal (kind:name, e.g. user:alice, group:hr, uid:1001)")
     settings = settings_for(config, home)
     engine = _engine(settings)
     try:
@@ -135,7 +145,9 @@ def search(
             if source not in known:
                 _die(f"--source: unknown source {source!r} (known: "
                      f"{', '.join(known) or 'none'})")
-        hits = engine.search(query, k, mode, filters=Filters(source=source) if source else None)
+        filters = Filters(source=source, principals=frozenset(principals)
+                          if principals is not None else None)
+        hits = engine.search(query, k, mode, filters=filters if source or principals else None)
     except typer.Exit:
         raise
     except Exception as exc:
@@ -199,6 +211,8 @@ def status(config: ConfigOpt = None, home: HomeOpt = None, as_json: JsonOpt = Fa
             typer.echo(f"  error: {err['key']}: {err['error']}")
         for item in row["skipped"][:10]:
             typer.echo(f"  skipped: {item['key']}: {item['reason']}")
+        for c in (row["last_report"] or {}).get("readers_unknown", [])[:10]:
+            typer.echo(f"  readers unknown (last sync): {c['key']}: {c['reason']}")
 
 
 @app.command()

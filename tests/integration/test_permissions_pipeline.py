@@ -34,10 +34,7 @@ def _file(path: Path, text: str, uid: int, gid: int, mode: int) -> None:
 def tree(tmp_path: Path) -> Path:
     root = tmp_path / "docs"
     root.mkdir()
-    os.chmod(root, 0o755)
-    for parent in (tmp_path, *tmp_path.parents):  # pytest's tmp folders are 0700
-        if parent != Path("/"):
-            os.chmod(parent, os.stat(parent).st_mode | 0o055)
+    os.chmod(root, 0o755)  # the source root counts, folders above it do not
     _file(root / "open.md", "# Open\n\nfalcon notes everyone may read.", 1001, 1001, 0o644)
     _file(root / "group.md", "# Group\n\nfalcon notes for group 2001.", 1001, 2001, 0o640)
     _file(root / "private.md", "# Private\n\nfalcon notes of uid 1002.", 1002, 1002, 0o600)
