@@ -131,9 +131,11 @@ def check_principal(value: str) -> str:
     """A principal as a client or a gateway header names it (`uid:1001`, `group:hr`)."""
     if not value or value != value.strip():
         raise ValueError(f"principal {value!r}: empty or with surrounding spaces")
-    if len(value) > PRINCIPAL_MAX or "," in value or any(ord(c) < 32 for c in value):
-        raise ValueError(f"principal {value[:40]!r}: at most {PRINCIPAL_MAX} characters, "
-                         "no comma or control character")
+    from connectors.permissions import PRINCIPAL_RE
+
+    if len(value) > PRINCIPAL_MAX or not (value == "everyone" or PRINCIPAL_RE.match(value)):
+        raise ValueError(f"principal {value[:40]!r}: not kind:name (uid:1001, group:hr) or "
+                         f"everyone, at most {PRINCIPAL_MAX} characters")
     return value
 
 

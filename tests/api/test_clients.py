@@ -49,6 +49,8 @@ def load(tmp_path: Path, text: str) -> Any:
     ('[[api.clients]]\nname = "a"\nkey = "k"\nprincipals = ["uid:1, uid:2"]\n',
      "api.clients.a.principals: principal 'uid:1, uid:2'"),
     ('[[api.clients]]\nname = "a"\nkey = "k"\nadmn = true\n', "api.clients.a.admn: Extra"),
+    ('[[api.clients]]\nname = "a"\nkey = "k"\nprincipals = ["alice"]\n',
+     "api.clients.a.principals: principal 'alice': not kind:name"),
     ('[[api.clients]]\nname = "a"\nkey = "k"\n[[api.clients]]\nname = "a"\nkey = "j"\n',
      "api.clients: duplicate name 'a'"),
     ('[[api.clients]]\nname = "a"\nkey = "k"\ngateway = true\n',
