@@ -86,19 +86,19 @@ def candidates(corpus: Corpus, embedder: SentenceTransformerEmbedder) -> list[di
     ix = LanceIndex(corpus.cache / "home" / "index")
     judged = corpus.judgments()
     vectors = embedder.embed([q for q, _ in judged])
+    return [_row(ix, q, rel, qv) for (q, rel), qv in zip(judged, vectors, strict=True)]
+
+
+def _row(ix: LanceIndex, question: str, relevant: set[str], qv: list[float]) -> dict[str, Any]:
     pool = pool_size(K)
-    out = []
-    for (question, relevant), qv in zip(judged, vectors, strict=True):
-        by_vector = ix._search(Mode.vector, question, qv, pool, None)
-        deep = ix._search(Mode.keyword, question, None, KEYWORD_DEPTH * pool, None)
-        hits, vscore, kscore = union_scores(by_vector, deep, pool, qv, ix.vectors)
-        ceiling = keyword_ceiling(question, lambda t: next(
-            (h.score for h in ix._search(Mode.keyword, t, None, 1, None)), 0.0), MOST_TERMS, deep)
-        out.append({"ceiling": ceiling, "relevant": relevant, "hits": hits, "v": vscore,
-                    "k": kscore,
-                    "vector": [h.doc_key for h in by_vector[:K]],
-                    "keyword": [h.doc_key for h in deep[:K]]})
-    return out
+    by_vector = ix._search(Mode.vector, question, qv, pool, None)
+    deep = ix._search(Mode.keyword, question, None, KEYWORD_DEPTH * pool, None)
+    hits, vscore, kscore = union_scores(by_vector, deep, pool, qv, ix.vectors)
+    ceiling = keyword_ceiling(question, lambda t: next(
+        (h.score for h in ix._search(Mode.keyword, t, None, 1, None)), 0.0), MOST_TERMS, deep)
+    return {"ceiling": ceiling, "relevant": relevant, "hits": hits, "v": vscore, "k": kscore,
+            "vector": [h.doc_key for h in by_vector[:K]],
+            "keyword": [h.doc_key for h in deep[:K]]}
 
 
 def measure(rows: list[dict[str, Any]], ranked: Any) -> tuple[float, float]:
@@ -128,6 +128,31 @@ def sweep(rows: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def unique_code_rows(embedder: SentenceTransformerEmbedder) -> list[dict[str, Any]]:
+    """The issue's 30 notes alike but for a codeword, in a temporary embedded index: each rule
+    should rank note5 first for these queries (reported as recall@5 / MRR@10 = 1 / 1)."""
+    import tempfile
+
+    from freshrag.model import Record
+
+    words = ["north", "copper", "silent", "amber", "granite", "harbour", "crystal", "velvet",
+             "iron", "maple"]
+    garden = (" The garden behind the office needs watering twice a week in summer. Tomatoes,"
+              " beans and courgettes grow along the south wall, and the compost is turned "
+              "monthly.")
+    texts = [f"The codeword zorblax{n}quint unlocks the {words[n % 10]} {words[n * 3 % 10]} "
+             f"vault.{garden if n == 5 else ''}" for n in range(30)]
+    ix = LanceIndex(Path(tempfile.mkdtemp()) / "index")
+    ix.upsert([Record(id=f"id{n:02d}", vector=v, text=t, source="s", doc_key=f"note{n}",
+                      chunk_hash=str(n), ordinal=0, title="", location="", page=None,
+                      source_modified_at=0.0, indexed_at=0.0)
+               for n, (t, v) in enumerate(zip(texts, embedder.embed(texts), strict=True))])
+    queries = ["codeword zorblax5quint vault", "which vault does the codeword zorblax5quint "
+               "unlock"]
+    return [row for q, qv in zip(queries, embedder.embed(queries), strict=True)
+            for row in [_row(ix, q, {"note5"}, qv)]]
+
+
 def main(argv: list[str]) -> int:
     out = argv.pop(argv.index("--json") + 1) if "--json" in argv[:-1] else None
     argv = [a for a in argv if a != "--json"]
@@ -135,6 +160,7 @@ def main(argv: list[str]) -> int:
     results = {}
     for name in argv or list(CORPORA):
         results[name] = sweep(candidates(CORPORA[name], embedder))
+    results["unique code (30 notes)"] = sweep(unique_code_rows(embedder))
     names = list(results)
     print("rule".ljust(34) + "".join(f"{n:>22}" for n in names))
     for key in results[names[0]]:
