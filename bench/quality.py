@@ -1,11 +1,12 @@
 """Retrieval quality on real documentation with judgments no one on the team wrote.
 
-Corpus: the Python 3.11 library reference as Debian ships it (`apt-get install python3.11-doc`,
-HTML under /usr/share/doc/python3.11-doc/html). Judgments: the Python FAQ's own questions
-(faq/*.html, each a section whose title ends in "?") and the library pages its answer links
-to: the relevant documents for that question, as the FAQ's authors chose them. The FAQ pages
-themselves are not indexed. Every page an answer links to is in the corpus, with every 8th
-other library page as a distractor.
+Corpora (bench/quality_corpora.py): the Python 3.11 library reference, and the Django 3.2 and
+SQLAlchemy 1.4 manuals together, as Debian ships them (`apt-get install python3.11-doc
+python-django-doc python-sqlalchemy-doc`). Judgments: each manual's FAQ questions (faq/*.html,
+each a section whose title ends in "?") and the pages its answer links to: the relevant
+documents for that question, as the FAQ's authors chose them. The FAQ pages themselves are not
+indexed. Every page an answer links to is in the corpus, with every 8th other page as a
+distractor.
 
 Measured through the product's own entry points: `freshrag sync --json` on a freshrag.toml,
 then `freshrag serve`'s `POST /search` (every mode, alphas as request fields) and
@@ -15,7 +16,6 @@ then `freshrag serve`'s `POST /search` (every mode, alphas as request fields) an
 from __future__ import annotations
 
 import re
-import shutil
 import statistics
 import tempfile
 import time
@@ -26,50 +26,14 @@ from typing import Any
 
 from bench.api_load import free_port, wait_ready
 from bench.common import folder_config, launch, stop, sync_json
+from bench.quality_corpora import CORPORA, Corpus
 
-DOCS = Path("/usr/share/doc/python3.11-doc/html")
-# Embedding the corpus takes minutes on 2 cores: the home (and its vector cache) is kept here
-# between runs; delete it to measure from nothing.
-CACHE = Path(tempfile.gettempdir()) / "freshrag-bench-quality"
-SKIP_PAGES = {"index.html"}  # the library's table of contents
-DISTRACTOR_EVERY = 8
 # Lines that are Sphinx page chrome, never content.
 NAV_LINE = re.compile(r"^(navigation|previous topic|next topic|this page|report a bug|"
                       r"show source|table of contents|quick search|(index|modules|next|previous)"
                       r" \||python »|.*documentation »|© copyright.*|theme auto light dark)$",
                       re.IGNORECASE)
 WORDS_TO_TOKENS = 1.3
-
-
-def faq_judgments(docs: Path = DOCS) -> list[tuple[str, set[str]]]:
-    """(question, library pages its answer links to) for every FAQ question with such links."""
-    import lxml.html
-
-    out: list[tuple[str, set[str]]] = []
-    for page in sorted((docs / "faq").glob("*.html")):
-        root = lxml.html.parse(str(page)).getroot()
-        for section in root.iter("section"):
-            if next(section.iterdescendants("section"), None) is not None:
-                continue  # innermost sections only: one question each
-            head = next((e for e in section if e.tag in ("h1", "h2", "h3", "h4")), None)
-            if head is None:
-                continue
-            question = re.sub(r"\s+", " ", head.text_content()).strip().rstrip("¶").strip()
-            links = {m.group(1) for a in section.iter("a")
-                     if (m := re.match(r"\.\./library/([\w.\-]+\.html)", a.get("href") or ""))}
-            links -= SKIP_PAGES
-            if question.endswith("?") and links:
-                out.append((question, links))
-    return out
-
-
-def corpus_pages(judged: list[tuple[str, set[str]]], docs: Path = DOCS) -> list[Path]:
-    library = docs / "library"
-    wanted = {p for _, rel in judged for p in rel}
-    others = sorted(p.name for p in library.glob("*.html")
-                    if p.name not in wanted and p.name not in SKIP_PAGES)
-    names = sorted(wanted | set(others[::DISTRACTOR_EVERY]))
-    return [library / n for n in names if (library / n).is_file()]
 
 
 def is_navigation(text: str) -> bool:
@@ -143,15 +107,15 @@ def retrieval(api: Api, judged: list[tuple[str, set[str]]]) -> dict[str, dict[st
     return out
 
 
-def chunk_figures(api: Api, pages: list[Path], target_tokens: int) -> dict[str, Any]:
+def chunk_figures(api: Api, pages: dict[str, Path], target_tokens: int) -> dict[str, Any]:
     texts: list[str] = []
     titles: list[str] = []
-    for page in pages:
-        for chunk in api.document("docs", page.name):
+    for key in pages:
+        for chunk in api.document("docs", key):
             texts.append(chunk["text"])
             titles.append(chunk.get("title") or "")
     words = sorted(len(t.split()) for t in texts)
-    megabytes = sum(p.stat().st_size for p in pages) / 1e6
+    megabytes = sum(p.stat().st_size for p in pages.values()) / 1e6
     median = statistics.median(words)
     nav = [t for t in texts if is_navigation(t)]
     return {
@@ -185,34 +149,30 @@ def unique_token_first() -> bool:
         return bool(hits) and hits[0]["doc_key"] == "note5.md"
 
 
-def run(target: int = 160, docs: Path = DOCS) -> dict[str, Any]:
-    """`target`: the default `chunk.target_tokens` (the config below sets no [chunk])."""
-    if not (docs / "faq").is_dir():
-        raise SystemExit(f"bench quality: {docs} not found; install it with "
-                         "`apt-get install python3.11-doc`")
-    judged = faq_judgments(docs)
-    pages = corpus_pages(judged, docs)
-    folder = CACHE / "docs"
-    folder.mkdir(parents=True, exist_ok=True)
-    names = {p.name for p in pages}
-    for stale in folder.iterdir():
-        if stale.name not in names:
-            stale.unlink()
-    for page in pages:
-        if not (folder / page.name).exists():
-            shutil.copy2(page, folder / page.name)
-    config = folder_config(CACHE, folder)
+def measure(corpus: Corpus, target: int) -> dict[str, Any]:
+    """One corpus: synced with `freshrag sync --json`, then served and asked."""
+    judged = corpus.judgments()
+    pages = corpus.pages()
+    config = folder_config(corpus.cache, corpus.folder())
     started = time.time()
     report = sync_json(config)
     sync_s = time.time() - started
     with served(config) as api:
         figures = chunk_figures(api, pages, target)
         scores = retrieval(api, judged)
+    return {"corpus": corpus.name, "questions": len(judged), **figures, "retrieval": scores,
+            "sync": {"seconds": round(sync_s, 1), "embedded": report["chunks"]["embedded"]}}
+
+
+def run(target: int = 160) -> dict[str, Any]:
+    """Every corpus side by side. `target`: the default `chunk.target_tokens` (the config
+    written sets no [chunk])."""
+    for corpus in CORPORA.values():
+        if (missing := corpus.missing()) is not None:
+            raise SystemExit(f"bench quality: {missing}")
     from bench.reembed import freshrag_counts
 
-    return {"corpus": f"Python {docs.name} docs: library pages, FAQ judgments",
-            "questions": len(judged), "target_tokens": target, **figures,
-            "retrieval": scores, "sync": {"seconds": round(sync_s, 1),
-                                          "embedded": report["chunks"]["embedded"]},
+    return {"target_tokens": target,
+            "corpora": {name: measure(c, target) for name, c in CORPORA.items()},
             "unique_token_first": unique_token_first(),
             "reembed": freshrag_counts()["cases"]}

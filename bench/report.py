@@ -91,7 +91,7 @@ def render_table(r: dict[str, Any]) -> str:
                      f"(index called in the bench: p50 {a['direct_p50_ms']} ms) | p99 ≤ 100 ms | "
                      f"{_ok(a['p99_ms'] <= 100)} |")
     lines += _permission_rows(r)
-    if "quality" in r:
+    if "corpora" in r.get("quality", {}):
         lines += _quality_rows(r["quality"])
     if "memory" in r and "idle_mb" in r["memory"]:
         mm = r["memory"]
@@ -119,23 +119,30 @@ def _permission_rows(r: dict[str, Any]) -> list[str]:
 
 
 def _quality_rows(q: dict[str, Any]) -> list[str]:
-    ret = q["retrieval"]
-    best_single = max(ret["vector"]["recall@5"], ret["keyword"]["recall@5"])
-    sides = ", ".join(f"{m} {ret[m]['recall@5']} / {ret[m]['mrr@10']}"
-                      for m in ("hybrid", "vector", "keyword"))
+    lines = []
+    corpora = q["corpora"].items()
+    for name, c in corpora:
+        ret = c["retrieval"]
+        best_single = max(ret["vector"]["recall@5"], ret["keyword"]["recall@5"])
+        sides = ", ".join(f"{m} {ret[m]['recall@5']} / {ret[m]['mrr@10']}"
+                          for m in ("hybrid", "vector", "keyword"))
+        lines.append(
+            f"| retrieval, {name}: {c['questions']} FAQ questions over {c['pages']} pages, "
+            f"recall@5 / MRR@10 | {sides} | hybrid recall@5 ≥ best single side | "
+            f"{_ok(ret['hybrid']['recall@5'] >= best_single)} |")
+    for name, c in corpora:
+        lines += [
+            f"| chunks, {name}: per MB of HTML, median size vs target (words × 1.3) | "
+            f"{c['chunks_per_mb']} per MB ({c['chunks']} chunks), median {c['median_words']} "
+            f"words = **{c['median_vs_target']:.0%}** of {q['target_tokens']} | ≥ 60 % | "
+            f"{_ok(c['median_vs_target'] >= 0.6)} |",
+            f"| chunks under 20 words, {name} | **{c['under_20_words']:.1%}** | < 10 % | "
+            f"{_ok(c['under_20_words'] < 0.1)} |",
+            f"| navigation chunks, titles with ¶, {name} | **{c['navigation_chunks']}**, "
+            f"{c['titles_with_pilcrow']} | 0 | "
+            f"{_ok(c['navigation_chunks'] == 0 and c['titles_with_pilcrow'] == 0)} |"]
     return [
-        f"| retrieval, {q['questions']} FAQ questions over {q['pages']} library pages: "
-        f"recall@5 / MRR@10 | {sides} | hybrid recall@5 ≥ best single side | "
-        f"{_ok(ret['hybrid']['recall@5'] >= best_single)} |",
-        f"| chunks: per MB of HTML, median size vs target (words × 1.3) | {q['chunks_per_mb']} "
-        f"per MB ({q['chunks']} chunks), median {q['median_words']} words = "
-        f"**{q['median_vs_target']:.0%}** of {q['target_tokens']} | ≥ 60 % | "
-        f"{_ok(q['median_vs_target'] >= 0.6)} |",
-        f"| chunks under 20 words | **{q['under_20_words']:.1%}** | < 10 % | "
-        f"{_ok(q['under_20_words'] < 0.1)} |",
-        f"| navigation chunks, titles with ¶ | **{q['navigation_chunks']}**, "
-        f"{q['titles_with_pilcrow']} | 0 | "
-        f"{_ok(q['navigation_chunks'] == 0 and q['titles_with_pilcrow'] == 0)} |",
+        *lines,
         "| chunks re-embedded per edit (quality run) | "
         + ", ".join(f"{c} {n}" for c, n in q["reembed"].items())
         + " | ≤ 2, rename/touch/copy 0 | "

@@ -42,7 +42,9 @@ class IndexConfig(BaseModel):
     collection: str = "FreshragChunk"
     api_key: str = ""
     grpc_port: int = 50051
-    alpha: float = Field(0.5, ge=0.0, le=1.0)
+    # hybrid: alpha * cosine + (1 - alpha) * BM25 / the query's keyword ceiling
+    # (freshrag/index/fusion.py); 0.6 chosen on the quality bench's django+sqlalchemy corpus
+    alpha: float = Field(0.6, ge=0.0, le=1.0)
     timeout_s: float = 30.0
     # Weaviate's QUERY_MAXIMUM_RESULTS (the server's default; docker-compose.yml sets the same):
     # no read asks for more objects than this at once, and a delete is repeated until done.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import re
+from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 
 from freshrag.model import Hit
@@ -12,6 +14,9 @@ MIN_POOL = 40
 POOL_FACTOR = 4
 # The keyword query behind hybrid fetches this many times the pool, to score vector candidates.
 KEYWORD_DEPTH = 5
+# A query's words looked up alone for its keyword ceiling: at most this many (the rest estimated).
+MOST_TERMS = 32
+_WORD = re.compile(r"\w+")
 
 
 def pool_size(k: int) -> int:
@@ -25,27 +30,47 @@ def cosine(a: Sequence[float], b: Sequence[float]) -> float:
     return dot / (na * nb) if na and nb else 0.0
 
 
-def _by_max(scores: Mapping[str, float]) -> dict[str, float]:
-    hi = max(scores.values(), default=0.0)
-    return {i: s / hi if hi > 0 else 0.0 for i, s in scores.items()}
+def query_terms(text: str) -> Counter[str]:
+    """The query's words, lower-cased, with their counts: at least as fine as either backend's
+    tokenizer splits them (a stopword or a stem the backend folds only loosens the bound)."""
+    return Counter(_WORD.findall(text.lower()))
+
+
+def keyword_ceiling(text: str, best_for: Callable[[str], float], most_terms: int,
+                    deep_keyword: Sequence[Hit] = ()) -> float:
+    """The most BM25 any text could score for `text`: BM25 adds up over query terms, so no
+    text scores more than the sum over terms of the best score of that term alone
+    (`best_for(term)`: one keyword query of limit 1). A query of one word has it already (the
+    deep list's best). Past `most_terms` distinct words, the rest count as the mean of those
+    asked (the bound becomes an estimate; a score above it is capped at 1)."""
+    terms = query_terms(text)
+    if len(terms) == 1 and deep_keyword:
+        return deep_keyword[0].score
+    asked = list(terms)[:max(most_terms, 1)]
+    best = {t: max(best_for(t), 0.0) for t in asked}
+    mean = sum(best.values()) / len(best) if best else 0.0
+    return sum(n * best.get(t, mean) for t, n in terms.items())
 
 
 def fuse_scored(hits: Mapping[str, Hit], vector: Mapping[str, float],
-                keyword: Mapping[str, float], alpha: float, k: int) -> list[Hit]:
-    """Fuse the union of both sides' candidates, each with both of its real scores.
-
-    `vector` holds every candidate's cosine similarity to the query; `keyword` its BM25
-    score (absent: the text matches no query term, score 0). Each side is divided by its best
-    score among the candidates (negative similarities count 0), so a side keeps its own
-    contrast: near-equal vector similarities stay near-equal, and the one text that holds a
-    rare query term keeps its lead on the keyword side. Min-max normalisation would stretch
-    the smallest spread to the full [0, 1] and let it outvote the other side. Then
-    score = alpha * vector + (1 - alpha) * keyword. Ties go to the lower id."""
-    ids = list(hits)
-    v = _by_max({i: max(vector.get(i, 0.0), 0.0) for i in ids})
-    t = _by_max({i: max(keyword.get(i, 0.0), 0.0) for i in ids})
-    scored = sorted(((alpha * v[i] + (1 - alpha) * t[i], i) for i in ids),
-                    key=lambda pair: (-pair[0], pair[1]))
+                keyword: Mapping[str, float], alpha: float, k: int,
+                ceiling: float) -> list[Hit]:
+    """Fuse the union of both sides' candidates, each with both of its real scores, each side
+    on its theoretical range rather than the candidates' spread:
+    score = alpha * max(cosine, 0) + (1 - alpha) * min(BM25 / ceiling, 1).
+    `ceiling` (keyword_ceiling) is the most BM25 any text could score for the query, so the
+    keyword side says how much of the query a text matches, weighted by how rare its words
+    are: a product code found nowhere else fills most of the ceiling and decides, while the
+    best match for a question of common words covers a small part of it and the vectors
+    decide. Neither side is stretched to [0, 1] over the candidates (min-max, z-scores,
+    dividing by the best would make near-equal scores look far apart). Ties go to the
+    lower id."""
+    scored = []
+    for i in hits:
+        v = max(vector.get(i, 0.0), 0.0)
+        t = min(max(keyword.get(i, 0.0), 0.0) / ceiling, 1.0) if ceiling > 0 else 0.0
+        scored.append((alpha * v + (1 - alpha) * t, i))
+    scored.sort(key=lambda pair: (-pair[0], pair[1]))
     out = []
     for score, i in scored[:k]:
         hit = hits[i]
@@ -56,31 +81,25 @@ def fuse_scored(hits: Mapping[str, Hit], vector: Mapping[str, float],
 
 def fuse(vector_hits: list[Hit], keyword_hits: list[Hit], alpha: float, k: int) -> list[Hit]:
     """Fuse two ranked lists whose hits carry their own side's score only. A hit missing
-    from one list counts 0 on that side; backends that can score the whole union (LanceDB,
-    Weaviate) call fuse_scored with both real scores instead."""
+    from one list counts as the weakest of that list's (vector) or 0 (keyword); the keyword
+    ceiling is taken as the list's best score. Backends that can score the whole union
+    (LanceDB, Weaviate) call fuse_union with both real scores instead."""
     hits = {h.id: h for h in [*keyword_hits, *vector_hits]}
     vector = {h.id: h.score for h in vector_hits}
     keyword = {h.id: h.score for h in keyword_hits}
     if vector_hits:  # a hit the vector side did not return sits below its weakest one
         floor = min(vector.values())
         vector = {i: vector.get(i, floor) for i in hits}
-    return fuse_scored(hits, vector, keyword, alpha, k)
+    return fuse_scored(hits, vector, keyword, alpha, k, max(keyword.values(), default=0.0))
 
 
-def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
-               query_vector: Sequence[float],
-               vectors_of: Callable[[list[str]], Mapping[str, Sequence[float]]],
-               alpha: float, deep_full: bool | None = None) -> list[Hit]:
-    """Hybrid over the union of the top `pool` of each side, every candidate with both real
-    scores. `by_vector`: the vector side's top hits (score = cosine similarity);
-    `deep_keyword`: the keyword side's top KEYWORD_DEPTH * pool hits (score = BM25), whose
-    first `pool` are candidates and the rest only score vector candidates (a full-text query
-    narrowed to some ids would score them against those ids' statistics). A keyword-only
-    candidate's similarity comes from its stored vector (`vectors_of`); a vector candidate
-    missing from a full deep list is given the weakest score in it (at most that), from a
-    list that is not full, 0 (it matches no term). `deep_full` says whether the deep list
-    stopped at its limit (a backend that caps the depth, or drops hits its exact filter
-    re-check refuses, knows); by default, it is full when it holds KEYWORD_DEPTH * pool hits."""
+def union_scores(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
+                 query_vector: Sequence[float],
+                 vectors_of: Callable[[list[str]], Mapping[str, Sequence[float]]],
+                 deep_full: bool | None = None
+                 ) -> tuple[dict[str, Hit], dict[str, float], dict[str, float]]:
+    """The candidates (the top `pool` of each side) and both real scores of each: see
+    fuse_union."""
     by_keyword = deep_keyword[:pool]
     hits = {h.id: h for h in [*by_keyword, *by_vector]}
     vscore = {h.id: h.score for h in by_vector}
@@ -94,4 +113,24 @@ def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
     if deep_keyword and deep_full:
         floor = deep_keyword[-1].score
         kscore.update({i: floor for i in hits if i not in kscore})
-    return fuse_scored(hits, vscore, kscore, alpha, pool)
+    return hits, vscore, kscore
+
+
+def fuse_union(by_vector: list[Hit], deep_keyword: list[Hit], pool: int,
+               query_vector: Sequence[float],
+               vectors_of: Callable[[list[str]], Mapping[str, Sequence[float]]],
+               alpha: float, ceiling: float, deep_full: bool | None = None) -> list[Hit]:
+    """Hybrid over the union of the top `pool` of each side, every candidate with both real
+    scores. `by_vector`: the vector side's top hits (score = cosine similarity);
+    `deep_keyword`: the keyword side's top KEYWORD_DEPTH * pool hits (score = BM25), whose
+    first `pool` are candidates and the rest only score vector candidates (a full-text query
+    narrowed to some ids would score them against those ids' statistics). A keyword-only
+    candidate's similarity comes from its stored vector (`vectors_of`); a vector candidate
+    missing from a full deep list is given the weakest score in it (at most that), from a
+    list that is not full, 0 (it matches no term). `deep_full` says whether the deep list
+    stopped at its limit (a backend that caps the depth, or drops hits its exact filter
+    re-check refuses, knows); by default, it is full when it holds KEYWORD_DEPTH * pool hits.
+    `ceiling`: keyword_ceiling of the query."""
+    hits, vscore, kscore = union_scores(by_vector, deep_keyword, pool, query_vector,
+                                        vectors_of, deep_full)
+    return fuse_scored(hits, vscore, kscore, alpha, pool, ceiling)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from freshrag.index import IndexUnavailable
-from freshrag.index.fusion import KEYWORD_DEPTH, fuse_union, pool_size
+from freshrag.index.fusion import KEYWORD_DEPTH, MOST_TERMS, fuse_union, keyword_ceiling, pool_size
 from freshrag.model import EVERYONE, Filters, Hit, Mode, Record, SourceStats
 
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
@@ -276,9 +276,13 @@ class LanceIndex:
                 where: str | None) -> list[Hit]:
         """Both sides' candidates, each with both real scores (freshrag/index/fusion.py)."""
         by_vector = self._search(Mode.vector, text, vector, pool, where)
-        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where) \
-            if text.strip() else []
-        return fuse_union(by_vector, deep, pool, vector, self.vectors, alpha)
+        if not text.strip():
+            return fuse_union(by_vector, [], pool, vector, self.vectors, alpha, 0.0)
+        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where)
+        ceiling = keyword_ceiling(text, lambda term: next(
+            (h.score for h in self._search(Mode.keyword, term, None, 1, where)), 0.0),
+            MOST_TERMS, deep)
+        return fuse_union(by_vector, deep, pool, vector, self.vectors, alpha, ceiling)
 
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,

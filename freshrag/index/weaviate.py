@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from freshrag.index import IndexMisconfigured, IndexUnavailable
-from freshrag.index.fusion import KEYWORD_DEPTH, fuse_union, pool_size
+from freshrag.index.fusion import KEYWORD_DEPTH, MOST_TERMS, fuse_union, keyword_ceiling, pool_size
 from freshrag.index.weaviate_errors import classify, errors_caught, message_of, vanished
 from freshrag.index.weaviate_read import read_document
 from freshrag.index.weaviate_schema import (
@@ -376,13 +376,17 @@ class WeaviateIndex:
         pool = min(pool_size(fetch), self.maximum)
         by_vector = self._near(col, vec, pool, where, filters)
         deep: list[Hit] = []
-        full = False
+        full, ceiling = False, 0.0
         if text.strip():
             depth = min(KEYWORD_DEPTH * pool, self.maximum)
             raw = self._bm25(col, text, depth, where)
             full = len(raw) >= depth  # more keyword hits may lie past its end
             deep = [h for h in raw if self._matches(h, filters)]
-        return fuse_union(by_vector, deep, pool, vec, self.vectors, alpha, deep_full=full)
+            # the server's best for each term alone (the filters narrow, never raise it)
+            ceiling = keyword_ceiling(text, lambda term: next(
+                (h.score for h in self._bm25(col, term, 1, where)), 0.0), MOST_TERMS, raw)
+        return fuse_union(by_vector, deep, pool, vec, self.vectors, alpha, ceiling,
+                          deep_full=full)
 
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from freshrag.config import IndexConfig
 from freshrag.index import Index, IndexUnavailable
 from freshrag.model import Filters, Mode, Record, chunk_id, content_hash
 from tests.contract.conftest import Backend
@@ -309,5 +310,11 @@ def test_hybrid_finds_the_note_holding_a_rare_code_first(backend: Backend,
     (qv,) = embedder.embed([query])
     assert ix.search(query, None, 5, Mode.keyword)[0].doc_key == "note5"
     assert ix.search(query, qv, 5, Mode.vector)[0].doc_key != "note5"  # the test's premise
-    hits = ix.search(query, qv, 5, Mode.hybrid, alpha=0.5)
-    assert [h.doc_key for h in hits][0] == "note5", [h.doc_key for h in hits]
+    for alpha in (IndexConfig().alpha, 0.5, 0.8):  # the default, and either side of it
+        hits = ix.search(query, qv, 5, Mode.hybrid, alpha=alpha)
+        assert [h.doc_key for h in hits][0] == "note5", (alpha, [h.doc_key for h in hits])
+    # The same with the code inside a question of common words (more words looked up alone).
+    question = "which vault does the codeword zorblax5quint unlock"
+    (qv,) = embedder.embed([question])
+    assert ix.search(question, qv, 5, Mode.hybrid, alpha=IndexConfig().alpha)[0].doc_key == \
+        "note5"

@@ -125,6 +125,21 @@ def test_hybrid_sends_a_near_vector_and_a_deeper_bm25_both_filtered(
     assert bm25.limit == KEYWORD_DEPTH * pool_size(12)
 
 
+def test_hybrid_asks_each_query_word_alone_for_the_keyword_ceiling(
+        index: WeaviateIndex, fake: FakeWeaviate) -> None:
+    index.upsert(corpus())
+    fake.calls.clear()
+    filters = Filters(source="docs", doc_key_prefix="guide/")
+    index.search("Falcon nest, falcon", unit(4), 3, Mode.hybrid, alpha=0.3, filters=filters)
+    bm25 = [s for s in fake.grpc_calls("Search") if s.HasField("bm25_search")]
+    # the deep list, then one limit-1 query per distinct word, each with the request's filters
+    assert [(s.bm25_search.query, s.limit) for s in bm25] == [
+        ("Falcon nest, falcon", KEYWORD_DEPTH * pool_size(12)), ("falcon", 1), ("nest", 1)]
+    for search in bm25:
+        assert sorted(leaves(search.filters)) == sorted([
+            ("source", OP.OPERATOR_EQUAL, "docs"), ("doc_key", OP.OPERATOR_LIKE, "guide/*")])
+
+
 def test_hybrid_requests_stay_within_query_maximum_results() -> None:
     maximum = 30
     fake = FakeWeaviate(Limits(query_maximum_results=maximum)).start()
