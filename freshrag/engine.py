@@ -15,8 +15,8 @@ from connectors import Source, SourceError, build_source
 from freshrag import metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
-from freshrag.config import Settings
-from freshrag.embed import Embedder, SentenceTransformerEmbedder
+from freshrag.config import Settings, VectorsMismatch
+from freshrag.embed import DEFAULT_MODEL_ID, Embedder, make_embedder
 from freshrag.index import Index, IndexUnavailable, open_index
 from freshrag.ledger import DocState, Ledger
 from freshrag.lock import LeaseLock, held
@@ -65,6 +65,7 @@ class _Run:
     known: dict[str, Any]
     suspect: set[str]  # interrupted last time: redo in full, never trust the ledger's hash
     rechunk: bool = False  # chunked by another chunker version or sizes: parse everything
+    reembed: bool = False  # indexed with another model's vectors: rewrite every chunk
     gone_by_hash: dict[str, list[str]] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # gone between detect and read
@@ -82,8 +83,7 @@ class Engine:
                  parser: Parser | None = None):
         self.settings = settings
         self.ledger = ledger or Ledger(settings.ledger())
-        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
-            settings.model.name, settings.model.batch_size, settings.model.device)
+        self.embedder: Embedder = embedder or make_embedder(settings.model, settings.home)
         self._index = index
         self.parser: Parser = parser or IsolatedParser(
             settings.parse.timeout_s,
@@ -153,9 +153,33 @@ class Engine:
 
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
                alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
+        if mode is not Mode.keyword:
+            self.check_vectors(filters.source if filters else None)
         vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
         return self.index.search(query, vector, k, mode,
                                  self.settings.index.alpha if alpha is None else alpha, filters)
+
+    def vector_model(self, source: str) -> str:
+        """The model the source's indexed vectors come from (a ledger from before this was
+        recorded: the configured model's fp32 vectors, the only kind it could make)."""
+        held = self.ledger.vector_models().get(source)
+        return held or self.settings.model.name or DEFAULT_MODEL_ID
+
+    def check_vectors(self, source: str | None = None) -> None:
+        """Refuse a query vector of another model than the indexed vectors' (mixed spaces
+        rank at random)."""
+        held = self.ledger.vector_models()
+        base = self.settings.model.name or DEFAULT_MODEL_ID
+        ours = self.embedder.model_id
+        if ours == base and not held:
+            return  # the common case: fp32 vectors of the configured model, nothing else held
+        for name in sorted(set(held) | set(self.ledger.sources())):
+            model = held.get(name, base)
+            if (source is None or name == source) and model != ours:
+                raise VectorsMismatch(
+                    f"source {name!r} holds vectors of {model!r}, this configuration embeds "
+                    f"queries with {ours!r}: run `freshrag sync` with this configuration to "
+                    "re-embed, or set model.backend/precision back")
 
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
@@ -179,8 +203,16 @@ class Engine:
         known = self.ledger.fingerprints(source_name)
         suspect = set(self.ledger.intents(source_name))
         signature = self.pipeline_signature()
-        run = _Run(src, SyncReport(), known, suspect,
-                   rechunk=bool(known) and self.ledger.pipeline(source_name) != signature)
+        vectors_of = self.embedder.model_id
+        reembed = bool(known) and self.vector_model(source_name) != vectors_of
+        if reembed:  # every chunk again, and no search until all are: never mixed vectors
+            keys = None
+            self.ledger.set_vector_model(source_name, f"(re-embedding to {vectors_of})")
+        elif not known:
+            self.ledger.set_vector_model(source_name, vectors_of)
+        run = _Run(src, SyncReport(), known, suspect, reembed=reembed,
+                   rechunk=reembed or (bool(known)
+                                       and self.ledger.pipeline(source_name) != signature))
         if keys is None:  # suspects first: a SQL scan keeps its cursor state for commit()
             candidates = list(src.candidates(sorted(suspect))) if suspect else []
             candidates += src.scan(known)
@@ -210,15 +242,17 @@ class Engine:
             if pending is not None:
                 batch.append(pending)
             if len(batch) >= BATCH_DOCS or sum(len(p.chunks) for p in batch) >= BATCH_CHUNKS:
-                self._flush(source_name, batch, run.report, lock)
+                self._flush(source_name, batch, run, lock)
                 batch = []
             if progress:
                 progress(done, total)
-        self._flush(source_name, batch, run.report, lock)
+        self._flush(source_name, batch, run, lock)
         self._delete_gone(source_name, gone + run.vanished, run, lock, progress, len(present))
         src.commit()
         if keys is None and self.ledger.pipeline(source_name) != signature:
             self.ledger.set_pipeline(source_name, signature)
+        if reembed:
+            self.ledger.set_vector_model(source_name, vectors_of)
         if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
             self.index.optimize()
             self._writes_since_optimize = 0
@@ -329,9 +363,9 @@ class Engine:
         limit = min(c.max_tokens, self.embedder.max_tokens)
         return ChunkSizes(min(c.min_tokens, limit // 2), min(c.target_tokens, limit), limit)
 
-    def _flush(self, source: str, batch: list[_Pending], report: SyncReport,
-               lock: LeaseLock) -> None:
+    def _flush(self, source: str, batch: list[_Pending], run: _Run, lock: LeaseLock) -> None:
         """Diff, embed the misses, write new objects, delete stale ones, commit the ledger."""
+        report = run.report
         if not batch:
             return
         lock.check()
@@ -346,7 +380,7 @@ class Engine:
                 seen[c.hash] = n + 1
                 cid = chunk_id(source, p.item.key, c.hash, n)
                 new_ids.append(cid)
-                if cid not in existing:
+                if cid not in existing or run.reembed:
                     wanted[c.hash] = c.text
                     p.records.append(Record(
                         id=cid, vector=[], text=c.text, source=source, doc_key=p.item.key,
@@ -389,8 +423,10 @@ class Engine:
         report.reused += len(vectors)
         misses = [h for h in wanted if h not in vectors]
         if misses:
+            began = time.perf_counter()
             fresh = dict(zip(misses, self.embedder.embed([wanted[h] for h in misses]),
                              strict=True))
+            report.embed_seconds += time.perf_counter() - began
             self.ledger.cache_vectors(model, fresh)
             vectors.update(fresh)
             report.embedded += len(misses)

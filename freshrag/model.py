@@ -179,6 +179,7 @@ class SyncReport:
     errors: list[dict[str, str]] = field(default_factory=list)
     skipped_items: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # of `seconds`, in the model (chunks/s of the embed stage)
 
     def error(self, source: str, key: str, reason: str) -> None:
         self.failed += 1
@@ -195,6 +196,7 @@ class SyncReport:
         self.errors.extend(other.errors)
         self.skipped_items.extend(other.skipped_items)
         self.seconds += other.seconds
+        self.embed_seconds += other.embed_seconds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -217,4 +219,5 @@ class SyncReport:
             "errors": list(self.errors),
             "skipped": list(self.skipped_items),
             "seconds": round(self.seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
         }
