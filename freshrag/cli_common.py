@@ -45,6 +45,6 @@ def check_model(settings: Settings) -> None:
     from freshrag.embed import EmbedError, make_embedder, prepare
 
     try:
-        prepare(make_embedder(settings.model, settings.home))
+        prepare(make_embedder(settings.model))
     except EmbedError as exc:
         _die(f"model.name: {exc}")

@@ -73,7 +73,7 @@ class ModelConfig(BaseModel):
     # onnx: auto = int8 where the CPU has VNNI or AVX2, else fp32. torch is always fp32.
     precision: Literal["auto", "int8", "fp32"] = "auto"
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present, else cpu
-    cache_dir: Path | None = None  # exported models; empty: <home>/models
+    cache_dir: Path | None = None  # exported models; empty: ~/.cache/freshrag/models
 
 
 class ChunkConfig(BaseModel):

