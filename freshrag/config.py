@@ -75,6 +75,11 @@ class ModelConfig(BaseModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present, else cpu
     cache_dir: Path | None = None  # exported models; empty: ~/.cache/freshrag/models
 
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _cache_dir(cls, value: Any) -> Any:
+        return None if value == "" else value
+
 
 class ChunkConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
