@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import (
     api_load,
+    backends,
     canary,
     first_save,
     freshness,
@@ -33,9 +34,9 @@ from freshrag.embed import SentenceTransformerEmbedder
 REPO = Path(__file__).resolve().parents[1]
 SIZES = {  # quick keeps the whole run under ~3 minutes on 2 cores
     "quick": {"docs": 20, "api_chunks": 20_000, "api_seconds": 8, "trials": 20,
-              "burst": 300, "rescan_files": 2_000},
+              "burst": 300, "rescan_files": 2_000, "backend_pages": 40},
     "full": {"docs": 120, "api_chunks": 100_000, "api_seconds": 20, "trials": 50,
-             "burst": 1000, "rescan_files": 10_000},
+             "burst": 1000, "rescan_files": 10_000, "backend_pages": 0},
 }
 
 
@@ -109,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         result["memory"] = guarded(memory.run, size["burst"])
     if part("quality"):
         result["quality"] = guarded(quality.run)
+    if part("backends"):  # torch vs onnx fp32 vs onnx int8, side by side
+        result["backends"] = guarded(backends.run, size["burst"] // 3,
+                                     backends.DOCS, size["backend_pages"])
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():

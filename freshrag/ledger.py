@@ -94,6 +94,15 @@ pipelines = Table(
     Column("signature", Text, nullable=False),
 )
 
+# Which model's vectors each source's chunks hold (the embedder's model_id: model, and the
+# precision when it changes the vectors). Another one re-embeds the source; none is searched
+# with a query vector of another model.
+vector_models = Table(
+    "freshrag_vector_models", metadata,
+    Column("source", String(200), primary_key=True),
+    Column("model", Text, nullable=False),
+)
+
 embeddings = Table(
     "freshrag_embeddings", metadata,
     Column("model", String(200), primary_key=True),
@@ -258,6 +267,14 @@ class Ledger:
     def set_pipeline(self, source: str, signature: str) -> None:
         with self.engine.begin() as conn:
             self._upsert(conn, pipelines, {"source": source}, {"signature": signature})
+
+    def vector_models(self) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {r.source: r.model for r in conn.execute(select(vector_models))}
+
+    def set_vector_model(self, source: str, model: str) -> None:
+        with self.engine.begin() as conn:
+            self._upsert(conn, vector_models, {"source": source}, {"model": model})
 
     # intents -------------------------------------------------------------------
     def mark_intents(self, source: str, keys: Iterable[str]) -> None:

@@ -188,6 +188,7 @@ class SyncReport:
     # documents indexed with readers [] because their readers could not be determined
     closed: list[dict[str, str]] = field(default_factory=list)
     seconds: float = 0.0
+    embed_seconds: float = 0.0  # of `seconds`, in the model (chunks/s of the embed stage)
 
     def error(self, source: str, key: str, reason: str) -> None:
         self.failed += 1
@@ -208,6 +209,7 @@ class SyncReport:
         self.skipped_items.extend(other.skipped_items)
         self.closed.extend(other.closed)
         self.seconds += other.seconds
+        self.embed_seconds += other.embed_seconds
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -231,4 +233,5 @@ class SyncReport:
             "skipped": list(self.skipped_items),
             "readers_unknown": list(self.closed),
             "seconds": round(self.seconds, 3),
+            "embed_seconds": round(self.embed_seconds, 3),
         }

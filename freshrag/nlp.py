@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import sys
+from collections.abc import Iterator
 from typing import Any
 
 # unstructured asks the tagger one question: does a short line contain a verb (then it is
@@ -32,10 +35,26 @@ def _tag_component(doc: Any) -> Any:
     return doc
 
 
+@contextlib.contextmanager
+def _without_torch() -> Iterator[None]:
+    """Imports inside see torch as not installed. spaCy's thinc imports torch (~250 MB of
+    memory) only to offer it as an optional backend, which neither pipeline here uses."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` -> ImportError
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", 0) is None:
+            del sys.modules["torch"]
+
+
 def offline_pipeline() -> Any:
     """en_core_web_sm when installed as a package; otherwise a blank English pipeline with a
     sentencizer and a lexical verb tagger. Never touches the network."""
-    import spacy
+    with _without_torch():
+        import spacy
     from spacy.language import Language
 
     if spacy.util.is_package("en_core_web_sm"):
@@ -60,7 +79,9 @@ def install() -> None:
     # and pings an analytics endpoint on import: both off.
     for name in ("UNSTRUCTURED_DISABLE_NOTICE", "SCARF_NO_ANALYTICS", "DO_NOT_TRACK"):
         os.environ.setdefault(name, "1")
-    from unstructured.nlp import tokenize
+    with _without_torch():
+        import spacy  # noqa: F401  (imported first under the guard: thinc then skips torch)
+        from unstructured.nlp import tokenize
 
     loader = getattr(tokenize, "_load_spacy_model", None)
     getter = getattr(tokenize, "_get_nlp", None)

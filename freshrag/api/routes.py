@@ -32,6 +32,7 @@ from freshrag.api.schemas import (
     StatusResponse,
     ValidationOut,
 )
+from freshrag.config import VectorsMismatch
 from freshrag.model import Filters, Hit, Mode
 from freshrag.status import source_status
 
@@ -44,6 +45,8 @@ _COMMON: dict[int | str, dict[str, Any]] = {
 _SEARCH: dict[int | str, dict[str, Any]] = {
     **_COMMON,
     404: {"model": ErrorOut, "description": "filters.source names no known source"},
+    409: {"model": ErrorOut, "description": "The index holds another model's vectors than "
+                                            "this server embeds queries with (vector, hybrid)"},
     413: {"model": ErrorOut, "description": "Request body too large"},
     503: {"model": StaleResponse, "description": "The index did not catch up with the freshness "
                                                  "asked for within the wait bound (or is down)"},
@@ -108,8 +111,11 @@ async def _search(state: AppState, caller: Caller, query: str, k: int, mode: Mod
         checks: dict[str, Check] = await state.freshness.ensure(names, max_lag_ms, min_watermark)
     except Stale as exc:
         return _stale(exc, caller)
-    hits = await anyio.to_thread.run_sync(_run_search, state.engine, query, k, mode, alpha,
-                                          caller.filters(filters), limiter=state.limiter)
+    try:
+        hits = await anyio.to_thread.run_sync(_run_search, state.engine, query, k, mode, alpha,
+                                              caller.filters(filters), limiter=state.limiter)
+    except VectorsMismatch as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=409)
     return SearchResponse(
         hits=[HitOut(**h.to_json()) for h in caller.guard(hits, "search")],
         freshness={n: caller.freshness(c.model()) for n, c in checks.items()},

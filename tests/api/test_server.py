@@ -148,8 +148,9 @@ def test_freshrag_serve_sees_a_sync_made_by_another_process(
     write_docs(folder)
     home = tmp_path / "home"
     config = tmp_path / "freshrag.toml"
-    config.write_text(f'home = "{home}"\n\n[[sources]]\nname = "docs"\ntype = "folder"\n'
-                      f'path = "{folder}"\n')
+    # the served process embeds queries with the writer's model (torch), as it must
+    config.write_text(f'home = "{home}"\n[model]\nbackend = "torch"\n\n[[sources]]\n'
+                      f'name = "docs"\ntype = "folder"\npath = "{folder}"\n')
     writer = Engine(settings_for(home, folder), embedder=embedder)  # "another process": us
     writer.sync("docs")
     port = _free_port()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import freshrag.embed
 import freshrag.engine
 from freshrag import cli
 from tests.sql.conftest import FakeEmbedder
@@ -15,7 +16,8 @@ def _fake(*_args: object, **_kw: object) -> FakeEmbedder:
 
 
 if __name__ == "__main__":
-    freshrag.engine.SentenceTransformerEmbedder = _fake  # type: ignore[assignment,misc]
+    freshrag.engine.make_embedder = _fake  # type: ignore[assignment]
+    freshrag.embed.make_embedder = _fake  # type: ignore[assignment]
     if os.environ.get("FRESHRAG_TEST_BATCH_DOCS"):
         freshrag.engine.BATCH_DOCS = int(os.environ["FRESHRAG_TEST_BATCH_DOCS"])
     cli.main()
