@@ -14,6 +14,7 @@ from typing import Any
 
 from bench import (
     api_load,
+    backfill,
     first_save,
     freshness,
     freshness_events,
@@ -71,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     if part("throughput"):
         result["throughput"] = throughput.run(embedder, size["docs"])
         result["throughput_ratio"] = result["throughput"]["ratio"]
+    if part("backfill"):  # sync --workers 1 vs 2: bounded by the CPU count and the load
+        result["backfill"] = guarded(backfill.run, size["docs"])
     if part("reembed"):
         ours = reembed.freshrag_counts()
         result["reembed"] = ours["cases"]

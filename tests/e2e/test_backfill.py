@@ -4,6 +4,8 @@ under `freshrag watch` searchable before the backfill ends, and its errors in on
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,8 +19,9 @@ pytestmark = pytest.mark.slow
 N_DOCS = 60
 TOPICS = ["harbour cranes", "alpine glaciers", "sourdough baking", "violin making",
           "desert irrigation", "lighthouse keeping"]
-QUERIES = ["how are violins varnished", "glacier melt in spring", "irrigation canals",
-           "document 17", "cranes lifting containers"]
+# keyword: every document matches "document", so all are returned and ties cannot fall on
+# either side of k (tied hits come in the order of the rows on disk, which may differ)
+QUERIES = [("how are violins varnished", "hybrid", "10"), ("document 17", "keyword", "100")]
 CONFIG = '[[sources]]\nname = "docs"\ntype = "folder"\npath = "docs"\n'
 
 
@@ -29,6 +32,38 @@ def _doc(n: int, paragraphs: int = 1) -> str:
         f"{topic} changed over the years, with the people, tools and places involved."
         for p in range(paragraphs))
     return f"# Document {n}: {topic}\n\n{body}\n"
+
+
+def _workers(pid: int) -> list[int]:
+    """The Dask worker processes a `freshrag sync --workers` process started (its children
+    started by multiprocessing's spawn)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (stat.parent / "cmdline").read_bytes()
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == pid and b"spawn_main" in cmdline:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _descendants(pid: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(stat.parent.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.add(child)
+            todo.append(child)
+    return out
 
 
 def _ids(home: Path) -> dict[str, list[str]]:
@@ -60,16 +95,17 @@ def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Project, Pa
 
 def test_workers_2_gives_the_index_a_plain_sync_gives(pair: tuple[Project, Path, Path]) -> None:
     project, plain, fanned = pair
-    for home in (plain, fanned):
-        done = project.run("verify", "--home", str(home))
-        assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout + done.stderr
+    done = project.run("verify", "--home", str(fanned))
+    assert done.returncode == 0 and done.stdout.startswith("ok"), done.stdout + done.stderr
     assert _ids(fanned) == _ids(plain) and len(_ids(plain)) == N_DOCS
-    for query in QUERIES:
-        hits = [project.json("search", query, "-k", "10", "--home", str(home))
+    for query, mode, k in QUERIES:
+        hits = [sorted(project.json("search", query, "-k", k, "--mode", mode, "--home", str(home)),
+                       key=lambda h: (-round(h["score"], 4), h["doc_key"], h["text"]))
                 for home in (plain, fanned)]
-        assert [(h["id"], h["doc_key"]) for h in hits[0]] == \
-            [(h["id"], h["doc_key"]) for h in hits[1]], query
-        assert hits[0]
+        assert hits[0] and [(h["doc_key"], h["text"]) for h in hits[0]] == \
+            [(h["doc_key"], h["text"]) for h in hits[1]], query
+        assert [h["score"] for h in hits[0]] == pytest.approx([h["score"] for h in hits[1]],
+                                                              abs=1e-4)
 
 
 def test_a_bad_cluster_address_is_one_line_and_exit_2(pair: tuple[Project, Path, Path]) -> None:
@@ -83,7 +119,8 @@ def test_a_bad_cluster_address_is_one_line_and_exit_2(pair: tuple[Project, Path,
 
 def test_a_live_edit_is_searchable_before_the_backfill_ends(tmp_path: Path) -> None:
     """An indexed file edited under `freshrag watch` while `sync --workers 2` backfills the
-    rest of its folder: the watcher's batch goes first (ordering, not timing, is asserted)."""
+    rest of its folder: the watcher's batch goes first (ordering, not timing, is asserted).
+    One worker is killed during the backfill: nothing is lost."""
     gen = make_project(tmp_path)
     project = next(gen)
     try:
@@ -96,6 +133,8 @@ def test_a_live_edit_is_searchable_before_the_backfill_ends(tmp_path: Path) -> N
             (project.docs / f"doc{n:02d}.md").write_text(_doc(n, 6), encoding="utf-8")
         backfill = project.start("sync", "--workers", "2", "--home", home, name="backfill")
         backfill.wait_for_log("range(s)", 300)  # planned: the backfill is in flight
+        workers = wait_until(lambda: _workers(backfill.proc.pid), "the Dask workers", 120)
+        os.kill(workers[0], signal.SIGKILL)  # a worker dies mid-range: the range is redone
         watch = project.start("watch", "--record", "off", "--home", home)
         watch.wait_for_log("ready", 300)
         target.write_text("# Target\n\nThe second version speaks of zinc teapots.\n")
@@ -113,3 +152,18 @@ def test_a_live_edit_is_searchable_before_the_backfill_ends(tmp_path: Path) -> N
         assert len(_ids(Path(home))) == N_DOCS + 1
     finally:
         gen.close()
+
+
+def test_ctrl_c_shuts_the_cluster_down(pair: tuple[Project, Path, Path]) -> None:
+    """SIGINT during a backfill: the command exits and leaves no process behind (workers,
+    their parse children, Prefect's temporary server)."""
+    project, _, _ = pair
+    backfill = project.start("sync", "--workers", "2", "--home", str(project.root / "cut"),
+                             name="cut")
+    backfill.wait_for_log("range(s)", 300)
+    wait_until(lambda: len(_workers(backfill.proc.pid)) == 2, "the Dask workers", 120)
+    spawned = _descendants(backfill.proc.pid)
+    backfill.proc.send_signal(signal.SIGINT)
+    assert backfill.proc.wait(120) != 0
+    wait_until(lambda: not {p for p in spawned if Path(f"/proc/{p}").exists()},
+               "every process the backfill started to exit", 60)
