@@ -5,8 +5,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger, task
@@ -212,8 +217,6 @@ def prefect_api() -> Iterator[str]:
     """The Prefect API the flow and every worker report to: PREFECT_API_URL, else one
     temporary server started here (Prefect's ephemeral mode would start one per worker
     process), which the worker processes inherit."""
-    import os
-
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     url = PREFECT_API_URL.value()
@@ -233,12 +236,64 @@ def prefect_api() -> Iterator[str]:
         server.stop()
 
 
+def _children(pid: int) -> list[int]:
+    """Every living descendant of `pid` (Linux /proc), deepest first."""
+    kids: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            kids.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
+                int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in kids.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out[::-1]
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C (or SIGTERM) during a backfill: stop every process it started (the workers,
+    their parse children, Prefect's temporary server) and exit 130. Raising through Prefect's
+    and Dask's threads instead can leave the command waiting on them."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: Any) -> None:
+        print("freshrag: backfill interrupted; stopping its workers (the ranges written are "
+              "kept, the next sync does the rest)", file=sys.stderr, flush=True)
+        procs = _children(os.getpid())
+        for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
+            for pid in procs:
+                with contextlib.suppress(OSError):
+                    os.kill(pid, sig)
+            deadline = time.monotonic() + pause
+            while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists()
+                                                      for p in _children(os.getpid())):
+                time.sleep(0.1)
+            for pid in procs:  # reap our own children
+                with contextlib.suppress(OSError):
+                    os.waitpid(pid, os.WNOHANG)
+        os._exit(130)
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(source: str, workers: int | None = None, address: str | None = None,
         config: str | None = None, home: str | None = None) -> SyncReport:
     """The backfill of `source`: a Prefect flow whose range tasks run on Dask."""
     if address:
         check_address(address)
-    with prefect_api(), cluster(workers, address) as runner:
+    with _interruptible(), prefect_api(), cluster(workers, address) as runner:
         report: SyncReport = backfill.with_options(task_runner=runner)(
             source, workers or 2, config, home)
         return report

@@ -39,4 +39,7 @@ def backfill(settings: Settings, names: list[str], workers: int | None, cluster:
                             str(Path(settings.home).resolve())))
         except BackfillError as exc:
             _die(str(exc), 2 if cluster and "--cluster" in str(exc) else 1)
+        except KeyboardInterrupt:  # the cluster and Prefect's server are already shut down
+            _die(f"backfill of {name!r} interrupted; the ranges written are kept, the next "
+                 "sync does the rest", 130)
     return total

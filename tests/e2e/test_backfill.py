@@ -154,16 +154,24 @@ def test_a_live_edit_is_searchable_before_the_backfill_ends(tmp_path: Path) -> N
         gen.close()
 
 
-def test_ctrl_c_shuts_the_cluster_down(pair: tuple[Project, Path, Path]) -> None:
+def test_ctrl_c_shuts_the_cluster_down(tmp_path: Path) -> None:
     """SIGINT during a backfill: the command exits and leaves no process behind (workers,
     their parse children, Prefect's temporary server)."""
-    project, _, _ = pair
-    backfill = project.start("sync", "--workers", "2", "--home", str(project.root / "cut"),
-                             name="cut")
-    backfill.wait_for_log("range(s)", 300)
-    wait_until(lambda: len(_workers(backfill.proc.pid)) == 2, "the Dask workers", 120)
-    spawned = _descendants(backfill.proc.pid)
-    backfill.proc.send_signal(signal.SIGINT)
-    assert backfill.proc.wait(120) != 0
-    wait_until(lambda: not {p for p in spawned if Path(f"/proc/{p}").exists()},
-               "every process the backfill started to exit", 60)
+    gen = make_project(tmp_path)
+    project = next(gen)
+    try:
+        project.write_config(CONFIG)
+        for n in range(8):
+            (project.docs / f"doc{n:02d}.md").write_text(_doc(n, 6), encoding="utf-8")
+        backfill = project.start("sync", "--workers", "2", "--home", str(tmp_path / "home"),
+                                 name="cut")
+        backfill.wait_for_log("range(s)", 300)
+        wait_until(lambda: len(_workers(backfill.proc.pid)) == 2, "the Dask workers", 120)
+        spawned = _descendants(backfill.proc.pid)
+        backfill.proc.send_signal(signal.SIGINT)
+        assert backfill.proc.wait(120) == 130
+        wait_until(lambda: not {p for p in spawned if Path(f"/proc/{p}").exists()},
+                   "every process the backfill started to exit", 60)
+        assert "backfill interrupted" in backfill.log(), backfill.log()[-3000:]
+    finally:
+        gen.close()
