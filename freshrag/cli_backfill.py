@@ -13,7 +13,7 @@ from freshrag.model import SyncReport
 
 WorkersOpt = Annotated[int | None, typer.Option(
     "--workers", min=1, help="Backfill: cut a full sync into key ranges run by N worker "
-    "processes of a local Dask cluster (Prefect tasks; pip install 'freshrag[dask]').")]
+    "processes of a local Dask cluster (Prefect tasks; needs the dask extra).")]
 ClusterOpt = Annotated[str | None, typer.Option(
     "--cluster", help="Backfill on the Dask scheduler at ADDRESS (tcp://host:8786) instead "
     "of a local cluster.")]
