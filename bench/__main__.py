@@ -15,6 +15,7 @@ from typing import Any
 from bench import (
     api_load,
     backends,
+    backfill,
     canary,
     first_save,
     freshness,
@@ -74,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     if part("throughput"):
         result["throughput"] = throughput.run(embedder, size["docs"])
         result["throughput_ratio"] = result["throughput"]["ratio"]
+    if part("backfill"):  # sync --workers 1 vs 2: bounded by the CPU count and the load
+        result["backfill"] = guarded(backfill.run, size["docs"])
     if part("reembed"):
         ours = reembed.freshrag_counts()
         result["reembed"] = ours["cases"]

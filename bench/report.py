@@ -33,6 +33,13 @@ def render_table(r: dict[str, Any]) -> str:
         if "breakdown_s" in t:
             lines.append("| where the engine's time goes (s) | "
                          + ", ".join(f"{k} {v}" for k, v in t["breakdown_s"].items()) + " | | |")
+    b = r.get("backfill")
+    if isinstance(b, dict) and "ratio" in b:
+        one, two = b["workers_1"], b["workers_2"]
+        lines.append(f"| backfill `sync --workers 1` vs `--workers 2` ({two['chunks']} chunks, "
+                     f"{b['cpus']} CPUs, load {b['load_before']}→{b['load_after']}) | "
+                     f"{one['chunks_per_s']} vs {two['chunks_per_s']} chunks/s = "
+                     f"**{b['ratio']}** (whole command {b['ratio_wall']}) | ≤ CPUs | |")
     if "reembed" in r:
         peers = r.get("peers_reembed", {})
         for case, n in r["reembed"].items():

@@ -126,8 +126,11 @@ def _batches(keys: list[str], size: int = BATCH_KEYS) -> list[list[str]]:
 
 @flow(name="freshrag-sync", flow_run_name="sync {source}", log_prints=True)
 def sync(source: str, keys: list[str] | None = None, observed_at: float | None = None,
-         config: str | None = None, home: str | None = None) -> dict[str, Any]:
-    """Bring the index in line with `source`: all of it (keys=None) or just `keys`."""
+         config: str | None = None, home: str | None = None, workers: int | None = None,
+         cluster: str | None = None) -> dict[str, Any]:
+    """Bring the index in line with `source`: all of it (keys=None) or just `keys`. A full
+    sync with `workers` (a local Dask cluster) or `cluster` (a scheduler's address) is a
+    backfill in key ranges (flows/backfill.py), as `freshrag sync --workers/--cluster`."""
     logger = get_run_logger()
     started = time.time()
     logger.info("%s: %s", source, checkout(config, home))
@@ -141,6 +144,11 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     ensure_limit(name)
     failure: str | None = None
     try:
+        if keys is None and (workers or cluster):  # its ranges lock the source one by one
+            from flows.backfill import run
+
+            report.merge(run(source, workers, cluster, config, home))
+            return report.to_json()
         with concurrency(name, occupy=1, strict=True, lease_duration=LEASE_S):
             if keys is None:
                 found = detect(source, config, home)

@@ -295,8 +295,14 @@ class Watcher:
             self.on_batch(batch, report)
 
     def apply(self, batch: Batch) -> SyncReport:
-        """One batch through the engine: the index reflects the source as of the batch's cut."""
-        return self.engine.sync(batch.source, batch.keys, observed_at=batch.cut)
+        """One batch through the engine: the index reflects the source as of the batch's cut.
+        A rescan while a backfill of the source runs leaves the unindexed rest to it."""
+        keys = batch.keys
+        if keys is None:
+            from flows.backfill import live_keys
+
+            keys = live_keys(self.engine, batch.source)
+        return self.engine.sync(batch.source, keys, observed_at=batch.cut)
 
 
 def changed(report: SyncReport) -> bool:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from connectors.permissions import PRINCIPAL_RE
+from freshrag.cli_backfill import ClusterOpt, WorkersOpt
 from freshrag.cli_common import ConfigOpt, HomeOpt, JsonOpt, _die, check_clients, settings_for
 from freshrag.cli_sql import sql_app
 from freshrag.cli_verify import FolderOpt, SourcesArg, WaitOpt, source_names, stopped, verify
@@ -77,10 +78,15 @@ def _sync_one(engine: Any, name: str, show_bar: bool) -> SyncReport:
 def sync(
     sources: SourcesArg = None, folder: FolderOpt = None, config: ConfigOpt = None,
     home: HomeOpt = None, as_json: JsonOpt = False, wait: WaitOpt = 60.0,
+    workers: WorkersOpt = None, cluster: ClusterOpt = None,
 ) -> None:
     """Index what changed in the sources since the last sync."""
     settings = settings_for(config, home, folder)
     names = source_names(settings, sources, folder)
+    if workers is not None or cluster is not None:
+        from freshrag.cli_backfill import backfill
+
+        _report(backfill(settings, names, workers, cluster, config, folder), as_json)
     engine = _engine(settings)
     engine.lock_wait_s = wait
     total = SyncReport()
@@ -92,6 +98,10 @@ def sync(
         stopped(exc)
     finally:
         engine.close()
+    _report(total, as_json)
+
+
+def _report(total: SyncReport, as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(total.to_json()))
     else:

@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,24 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from freshrag.ledger import Ledger, locks
+
+# Which lane a lock request is in. A live change (the watcher, a plain sync) that finds the lock
+# taken leaves a waiting mark; a backfill's range defers to any live mark, so a live change
+# waits at most for the one range write in progress, never behind the rest of the backfill.
+LIVE, BACKFILL = "live", "backfill"
+_lane: ContextVar[str] = ContextVar("freshrag_lock_lane", default=LIVE)
+WAIT_MARK = "#wait-"
+RUN_MARK = "#backfill"
+
+
+@contextmanager
+def lane(name: str) -> Iterator[None]:
+    """Lock requests made in this block (this thread or task) are in lane `name`."""
+    token = _lane.set(name)
+    try:
+        yield
+    finally:
+        _lane.reset(token)
 
 
 class SourceBusy(RuntimeError):
@@ -123,20 +142,50 @@ class LeaseLock:
 
     def acquire(self) -> LeaseLock:
         deadline = self.clock() + self.wait_s
-        while True:
-            holder = self.try_acquire()
-            if holder is None:
-                break
-            if self.clock() >= deadline:
-                who = describe(holder.holder, holder.acquired_at)
-                raise SourceBusy(f"source {self.name!r} is being synced by {who}; waited "
-                                 f"{self.wait_s:g} s (sync --wait SECONDS to wait longer)")
-            time.sleep(self.poll_s)
+        deferring = _lane.get() == BACKFILL
+        marked = False
+        try:
+            while True:
+                holder: _Row | None = None
+                if not (deferring and live_waiting(self.ledger, self.name)):
+                    holder = self.try_acquire()
+                    if holder is None:
+                        break
+                    if not deferring:
+                        self._mark_waiting()
+                        marked = True
+                if self.clock() >= deadline:
+                    if holder is None:
+                        raise SourceBusy(f"source {self.name!r}: live changes kept the lock "
+                                         f"for {self.wait_s:g} s")
+                    who = describe(holder.holder, holder.acquired_at)
+                    raise SourceBusy(f"source {self.name!r} is being synced by {who}; waited "
+                                     f"{self.wait_s:g} s (sync --wait SECONDS to wait longer)")
+                time.sleep(self.poll_s)
+        finally:
+            if marked:
+                self._unmark_waiting()
         self._stop.clear()
         self._thread = threading.Thread(target=self._beat, name=f"lease-{self.name}",
                                         daemon=True)
         self._thread.start()
         return self
+
+    def _mark_waiting(self) -> None:
+        """Say (renewing) that a live change waits for this lock; a backfill defers to it."""
+        now = self.clock()
+        name = f"{self.name}{WAIT_MARK}{self.token[:12]}"
+        values = {"holder": json.dumps(me()), "token": self.token, "acquired_at": now,
+                  "expires_at": now + max(5.0, 10 * self.poll_s)}
+        with self.ledger.engine.begin() as conn:
+            res = conn.execute(update(locks).where(locks.c.name == name).values(**values))
+            if res.rowcount == 0:
+                conn.execute(insert(locks).values(name=name, **values))
+
+    def _unmark_waiting(self) -> None:
+        with self.ledger.engine.begin() as conn:
+            conn.execute(delete(locks).where(
+                locks.c.name == f"{self.name}{WAIT_MARK}{self.token[:12]}"))
 
     def renew(self) -> bool:
         with self.ledger.engine.begin() as conn:
@@ -171,6 +220,24 @@ class LeaseLock:
         with self.ledger.engine.begin() as conn:
             conn.execute(delete(locks).where(and_(locks.c.name == self.name,
                                                   locks.c.token == self.token)))
+
+
+def _live_rows(ledger: Ledger, prefix: str, now: float) -> list[dict[str, Any]]:
+    with ledger.engine.connect() as conn:
+        rows = conn.execute(select(locks.c.name, locks.c.holder, locks.c.expires_at)).all()
+    return [json.loads(r.holder) for r in rows if r.name.startswith(prefix)
+            and r.expires_at > now and not holder_dead(json.loads(r.holder))]
+
+
+def live_waiting(ledger: Ledger, name: str) -> bool:
+    """Whether a live change is waiting for lock `name` (a backfill's range then defers)."""
+    return bool(_live_rows(ledger, f"{name}{WAIT_MARK}", time.time()))
+
+
+def backfill_running(ledger: Ledger, source: str) -> dict[str, Any] | None:
+    """The holder of a backfill of `source` in flight (its lease alive), else None."""
+    rows = [h for h in _live_rows(ledger, f"{source}{RUN_MARK}", time.time())]
+    return rows[0] if rows else None
 
 
 @contextmanager
