@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         result["quality"] = guarded(quality.run)
     if part("backends"):  # torch vs onnx fp32 vs onnx int8, side by side
         result["backends"] = guarded(backends.run, size["burst"] // 3,
-                                     backends.DOCS, size["backend_pages"])
+                                     backends.PYTHON, size["backend_pages"])
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():

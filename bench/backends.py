@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import sync_json
-from bench.quality import DOCS, Api, corpus_pages, faq_judgments, ranked_docs, served
+from bench.quality import Api, ranked_docs, served
+from bench.quality_corpora import PYTHON, Corpus
 
 VARIANTS = {  # name -> [model] keys
     "torch": {"backend": "torch", "precision": "fp32"},
@@ -71,22 +72,22 @@ def cosines(texts: list[str]) -> dict[str, dict[str, float]]:
     return out
 
 
-def run(burst: int = 300, docs: Path = DOCS, limit: int = 0) -> dict[str, Any]:
+def run(burst: int = 300, corpus: Corpus = PYTHON, limit: int = 0) -> dict[str, Any]:
     """`limit`: only the first N corpus pages (0: all)."""
     from bench import memory
 
-    judged = faq_judgments(docs)
-    pages = corpus_pages(judged, docs)
+    judged = corpus.judgments()
+    pages = corpus.pages()
     if limit:
-        pages = pages[:limit]
-        names = {p.name for p in pages}
-        judged = [(q, rel & names) for q, rel in judged if rel & names]
+        pages = dict(list(pages.items())[:limit])
+        judged = [(q, rel & pages.keys()) for q, rel in judged if rel & pages.keys()]
     shutil.rmtree(WORK / "homes", ignore_errors=True)
     folder = WORK / "docs"
     shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    for page in pages:
-        shutil.copy2(page, folder / page.name)
+    for key, page in pages.items():
+        (folder / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(page, folder / key)
+    first_key, first_page = next(iter(pages.items()))
     rows: dict[str, dict[str, Any]] = {}
     sample: list[str] = []
     for name, model in VARIANTS.items():
@@ -95,7 +96,7 @@ def run(burst: int = 300, docs: Path = DOCS, limit: int = 0) -> dict[str, Any]:
         config = config_for(tmp, folder, model)
         warm = tmp / "warm"
         (warm / "docs").mkdir(parents=True)
-        shutil.copy2(pages[0], warm / "docs" / pages[0].name)
+        shutil.copy2(first_page, warm / "docs" / Path(first_key).name)
         sync_json(config_for(warm, warm / "docs", model))  # the one-time export: not timed
         began = time.perf_counter()
         report = sync_json(config)
@@ -107,7 +108,7 @@ def run(burst: int = 300, docs: Path = DOCS, limit: int = 0) -> dict[str, Any]:
         with served(config) as api:
             row["recall@5_vector"] = recall_at_5(api, judged)
             if not sample:
-                sample = sample_texts(api, [p.name for p in pages])
+                sample = sample_texts(api, list(pages))
         print(f"   {name}: {row}", flush=True)
         row["watch_rss"] = memory.run(burst, model)
         rows[name] = row
