@@ -101,7 +101,8 @@ class Engine:
             self._index = open_index(ic.url, self.settings.home, collection=ic.collection,
                                      api_key=ic.api_key, grpc_port=ic.grpc_port,
                                      timeout_s=ic.timeout_s,
-                                     query_maximum_results=ic.query_maximum_results)
+                                     query_maximum_results=ic.query_maximum_results,
+                                     ann=ic.ann())
         return self._index
 
     def source(self, name: str) -> Source:
