@@ -153,8 +153,11 @@ class Engine:
         return hits
 
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
-               alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
-        vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
+               alpha: float | None = None, filters: Filters | None = None,
+               vector: list[float] | None = None) -> list[Hit]:
+        """`vector`: the query's embedding when the caller has it (the API batches them)."""
+        if vector is None and mode is not Mode.keyword:
+            vector = self.embedder.embed([query])[0]
         return self.index.search(query, vector, k, mode,
                                  self.settings.index.alpha if alpha is None else alpha, filters)
 

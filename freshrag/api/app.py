@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from starlette.concurrency import run_in_threadpool
 
 from freshrag import metrics
+from freshrag.api.batch import QueryBatcher
 from freshrag.api.deps import AppState
 from freshrag.api.docs import install_docs
 from freshrag.api.errors import BodyLimit, install_handlers
@@ -54,6 +55,7 @@ async def _start(state: AppState, engine: Any) -> None:
     state.freshness = FreshnessTracker(engine, api.freshness_ttl_ms / 1000, api.poll_ms / 1000,
                                        api.max_wait_ms / 1000)
     state.limiter = anyio.CapacityLimiter(api.search_threads)
+    state.batcher = QueryBatcher(engine.embedder.embed)
     metrics.watch_lag(lambda: state.engine, state.source_names)
 
 

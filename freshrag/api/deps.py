@@ -10,6 +10,7 @@ import anyio
 from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
+from freshrag.api.batch import QueryBatcher
 from freshrag.api.freshness import FreshnessTracker
 from freshrag.api.settings import ApiSettings
 from freshrag.config import Settings
@@ -25,6 +26,7 @@ class AppState:
     owns_engine: bool = True
     freshness: FreshnessTracker | None = None
     limiter: anyio.CapacityLimiter | None = None
+    batcher: QueryBatcher | None = None  # the queries' embeddings, batched
     model_loaded: bool = False
     probe_vector: list[float] = field(default_factory=list)
 

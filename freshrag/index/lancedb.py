@@ -243,7 +243,8 @@ class LanceIndex:
             import numpy as np
 
             stored = result.column("vector").combine_chunks()
-            matrix = np.asarray(stored.values, dtype=np.float32).reshape(len(stored), -1)
+            matrix = np.asarray(stored.flatten(), dtype=np.float32).reshape(
+                len(stored), stored.type.list_size)
             vectors.update(zip(result.column("id").to_pylist(), matrix, strict=True))
             result = result.drop_columns(["vector"])
         rows = result.to_pylist()
