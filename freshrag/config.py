@@ -43,7 +43,7 @@ class IndexConfig(BaseModel):
     # above it the sync that gets there trains a vector index (README: Scale).
     ann_min_rows: int = Field(25_000, ge=1)
     ann_index_type: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
-    ann_nprobes: int = Field(20, ge=1)
+    ann_nprobes: int = Field(40, ge=1)
     ann_ef: int = Field(100, ge=1)  # IVF_HNSW_SQ
     ann_refine_factor: int = Field(10, ge=0)  # IVF_PQ
 

@@ -10,6 +10,9 @@ from typing import Any
 
 VECTOR_INDEX = "vector_idx"
 INDEX_TYPES = ("IVF_PQ", "IVF_HNSW_SQ")
+# Rows per IVF partition. Measured on 100k vectors around real MiniLM embeddings (README: Scale):
+# 1024 gives recall@10 0.975 at nprobes 40, where sqrt(rows) partitions (316) gave 0.961.
+PARTITION_ROWS = 1024
 
 
 @dataclass(frozen=True)
@@ -18,7 +21,7 @@ class AnnSettings:
 
     min_rows: int = 25_000
     index_type: str = "IVF_HNSW_SQ"
-    nprobes: int = 20
+    nprobes: int = 40
     refine_factor: int = 10  # IVF_PQ: re-rank this many times k candidates on the real vectors
     ef: int = 100  # IVF_HNSW_SQ: the graph search's candidate list
     retrain_growth: float = 2.0  # retrain (new centroids) once rows outgrow training by this
@@ -32,23 +35,28 @@ def _trained_file(path: Path) -> Path:
     return path / "ann.json"
 
 
-def _trained_rows(path: Path) -> int:
+def _trained(path: Path) -> dict[str, Any]:
+    """What the index was last trained on: {"rows": n, "type": ...} ({} if unknown)."""
     try:
-        return int(json.loads(_trained_file(path).read_text())["rows"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return 0
+        data = json.loads(_trained_file(path).read_text())
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
 def build(table: Any, rows: int, s: AnnSettings, path: Path) -> None:
     """Train the vector index on the current rows (replacing any older one)."""
-    partitions = max(1, min(int(rows ** 0.5), rows // 256))
-    options: dict[str, Any] = {"metric": "cosine", "vector_column_name": "vector",
-                               "index_type": s.index_type, "num_partitions": partitions,
-                               "replace": True, "name": VECTOR_INDEX}
+    from lancedb.index import IvfHnswSq, IvfPq
+
+    partitions = max(1, rows // PARTITION_ROWS)
+    config: Any
     if s.index_type == "IVF_PQ":
         dim = table.schema.field("vector").type.list_size
-        options["num_sub_vectors"] = dim // 8 if dim % 8 == 0 else dim // 4 or 1
-    table.create_index(**options)
+        config = IvfPq(distance_type="cosine", num_partitions=partitions,
+                       num_sub_vectors=dim // 8 if dim % 8 == 0 else max(dim // 4, 1))
+    else:
+        config = IvfHnswSq(distance_type="cosine", num_partitions=partitions)
+    table.create_index("vector", config=config, replace=True, name=VECTOR_INDEX)
     _trained_file(path).write_text(json.dumps({"rows": rows, "type": s.index_type}))
 
 
@@ -63,9 +71,9 @@ def maintain(table: Any, s: AnnSettings, path: Path) -> str:
             _trained_file(path).unlink(missing_ok=True)
             return "dropped"
         return "exact"
-    trained = _trained_rows(path)
-    if ix is None or trained <= 0 or rows > s.retrain_growth * trained \
-            or json.loads(_trained_file(path).read_text()).get("type") != s.index_type:
+    trained = _trained(path)
+    if ix is None or trained.get("type") != s.index_type \
+            or rows > s.retrain_growth * int(trained.get("rows") or 0):
         build(table, rows, s, path)
         return "built"
     return "kept"
