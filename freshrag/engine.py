@@ -161,6 +161,16 @@ class Engine:
         return self.index.search(query, vector, k, mode,
                                  self.settings.index.alpha if alpha is None else alpha, filters)
 
+    def tidy_index(self) -> bool:
+        """Fold the chunks written since the last time into the index's own indexes (full-text,
+        and ANN: built, folded or retrained; freshrag/index/lance_ann.py). Until then they are
+        searched exactly. Returns whether anything was pending."""
+        if not self._writes_since_optimize:
+            return False
+        self.index.optimize()
+        self._writes_since_optimize = 0
+        return True
+
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
              progress: Progress | None = None, observed_at: float | None = None) -> SyncReport:
@@ -223,9 +233,8 @@ class Engine:
         src.commit()
         if keys is None and self.ledger.pipeline(source_name) != signature:
             self.ledger.set_pipeline(source_name, signature)
-        if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
-            self.index.optimize()
-            self._writes_since_optimize = 0
+        if self._writes_since_optimize >= 200 or keys is None:
+            self.tidy_index()
         run.report.seconds = time.time() - started
         self.ledger.set_source_state(
             source_name, last_end=time.time(), last_report=run.report.to_json(),
