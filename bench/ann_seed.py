@@ -39,7 +39,7 @@ def paragraphs(limit: int) -> list[str]:
     return out[:limit]
 
 
-def seed(embedder: Any, count: int = 2000) -> tuple[list[str], np.ndarray]:
+def seed(embedder: Any, count: int = 3000) -> tuple[list[str], np.ndarray]:
     """(texts, unit vectors) of `count` real passages; embedded once, then read from CACHE."""
     if CACHE.exists():
         data = np.load(CACHE, allow_pickle=False)
@@ -53,14 +53,22 @@ def seed(embedder: Any, count: int = 2000) -> tuple[list[str], np.ndarray]:
     return texts, vectors
 
 
-def around(seeds: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+def around(seeds: np.ndarray, n: int, rng: np.random.Generator
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`n` unit vectors near the seeds' manifold: a random mix of two real embeddings (the
-    first weighted 0.6..1) plus a little isotropic noise, renormalised. Not uniform random:
-    the neighbourhoods keep the shape real text gives them."""
-    a = seeds[rng.integers(0, len(seeds), n)]
-    b = seeds[rng.integers(0, len(seeds), n)]
+    first weighted 0.6..1) plus a little isotropic noise, renormalised; with the two seeds'
+    indexes. Not uniform random: the neighbourhoods keep the shape real text gives them."""
+    first = rng.integers(0, len(seeds), n)
+    second = rng.integers(0, len(seeds), n)
+    a, b = seeds[first], seeds[second]
     w = rng.uniform(0.6, 1.0, (n, 1)).astype("float32")
     noise = rng.standard_normal(a.shape).astype("float32") * (0.25 / np.sqrt(a.shape[1]))
     v = w * a + (1 - w) * b + noise
     v /= np.linalg.norm(v, axis=1, keepdims=True)
-    return v.astype("float32")
+    return v.astype("float32"), first, second
+
+
+def text_of(texts: list[str], first: int, second: int) -> str:
+    """A row's text, mixed like its vector: its first seed's passage, then the start of its
+    second's (no two rows share a text, so BM25 has no ties among copies)."""
+    return texts[first] + " " + " ".join(texts[second].split()[:20])

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.ann_seed import around, seed
+from bench.ann_seed import around, seed, text_of
 from bench.common import dist, launch, stop
 from freshrag.config import IndexConfig
 from freshrag.index.lancedb import LanceIndex
@@ -45,11 +45,11 @@ def questions() -> list[str]:
 def fill(home: Path, chunks: int, texts: list[str], seeds: np.ndarray) -> float:
     """The harness's index: `chunks` rows around the seeds; returns optimize()'s seconds."""
     index = LanceIndex(home / "index", ann=IndexConfig().ann())
-    vectors = around(seeds, chunks, np.random.default_rng(3))
+    vectors, first, second = around(seeds, chunks, np.random.default_rng(3))
     now = time.time()
     for start in range(0, chunks, 10_000):
         index.upsert([Record(id=f"{i:08d}", vector=vectors[i].tolist(),
-                             text=texts[i % len(texts)], source="docs",
+                             text=text_of(texts, first[i], second[i]), source="docs",
                              doc_key=f"doc{i // 20}.md", chunk_hash=f"{i:064d}",
                              ordinal=i % 20, title="", location="", page=None,
                              source_modified_at=now, indexed_at=now)
