@@ -45,7 +45,7 @@ class IndexConfig(BaseModel):
     ann_index_type: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
     ann_nprobes: int = Field(40, ge=1)
     ann_ef: int = Field(100, ge=1)  # IVF_HNSW_SQ
-    ann_refine_factor: int = Field(10, ge=0)  # IVF_PQ
+    ann_refine_factor: int = Field(1, ge=1)  # re-score k × this on the stored vectors
 
     def ann(self) -> Any:
         from freshrag.index.lance_ann import AnnSettings

@@ -22,7 +22,9 @@ class AnnSettings:
     min_rows: int = 25_000
     index_type: str = "IVF_HNSW_SQ"
     nprobes: int = 40
-    refine_factor: int = 10  # IVF_PQ: re-rank this many times k candidates on the real vectors
+    # Re-score this many times k candidates on the stored vectors (at least 1: the quantized
+    # distances are far off, e.g. 0.42 for a true 0.71, and hybrid fusion needs the real ones).
+    refine_factor: int = 1
     ef: int = 100  # IVF_HNSW_SQ: the graph search's candidate list
     retrain_growth: float = 2.0  # retrain (new centroids) once rows outgrow training by this
 
@@ -89,9 +91,7 @@ def tune(query: Any, s: AnnSettings, ann: bool) -> Any:
     ANN, LanceDB still searches rows not yet folded into the index exactly (fast_search off)."""
     if not ann:
         return query.bypass_vector_index()
-    query = query.nprobes(s.nprobes)
-    if s.index_type == "IVF_PQ" and s.refine_factor:
-        query = query.refine_factor(s.refine_factor)
+    query = query.nprobes(s.nprobes).refine_factor(max(1, s.refine_factor))
     if "HNSW" in s.index_type:
         query = query.ef(s.ef)
     return query

@@ -58,6 +58,11 @@ def test_at_the_threshold_a_vector_index_serves_the_queries(
     index, vectors = built
     assert vector_index(index._table) is not None and index._use_ann
     assert top(index, vectors[42], 1) == ["r00042"]
+    # scores are the real cosine similarities, not the quantized ones (hybrid fusion uses them)
+    query = vectors[42] * 0.6 + vectors[7] * 0.4
+    query /= np.linalg.norm(query)
+    for hit in index.search("", query.tolist(), 10, Mode.vector):
+        assert hit.score == pytest.approx(float(vectors[int(hit.id[1:])] @ query), abs=1e-4)
     # a second handle (the API server's) sees it too
     reader = LanceIndex(index.path, ann=ANN)
     assert reader._use_ann and top(reader, vectors[42], 1) == ["r00042"]
