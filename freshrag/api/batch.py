@@ -23,6 +23,11 @@ class QueryBatcher:
         self._draining = False
         self.batches = 0  # model calls made (the tests count them)
 
+    @property
+    def waiting(self) -> int:
+        """Queries queued for the next batch."""
+        return len(self._pending)
+
     async def embed(self, text: str) -> list[float]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[float]] = loop.create_future()
