@@ -86,12 +86,12 @@ def uses_ann(table: Any, s: AnnSettings) -> bool:
     return vector_index(table) is not None and table.count_rows() >= s.min_rows
 
 
-def tune(query: Any, s: AnnSettings, ann: bool) -> Any:
+def tune(query: Any, s: AnnSettings, ann: bool, k: int) -> Any:
     """The vector query as `s` says: exact (bypassing any index) or ANN with its knobs. With
     ANN, LanceDB still searches rows not yet folded into the index exactly (fast_search off)."""
     if not ann:
         return query.bypass_vector_index()
     query = query.nprobes(s.nprobes).refine_factor(max(1, s.refine_factor))
     if "HNSW" in s.index_type:
-        query = query.ef(s.ef)
+        query = query.ef(max(s.ef, k))  # LanceDB refuses an ef below k
     return query

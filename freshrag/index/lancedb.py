@@ -226,7 +226,7 @@ class LanceIndex:
             score_col, sign = "_score", 1.0
         else:
             query = self._table.search(list(vector or []), vector_column_name="vector")
-            query = tune(query.distance_type("cosine"), self.ann, self._use_ann)
+            query = tune(query.distance_type("cosine"), self.ann, self._use_ann, k)
             score_col, sign = "_distance", -1.0
         if where:
             query = query.where(where, prefilter=True)

@@ -143,7 +143,7 @@ class AnnFolderMachine(FolderMachine):
 
     def make(self, home: Path) -> Engine:
         engine = super().make(home)
-        engine.settings.index.ann_min_rows = 4
+        engine.settings.index.ann_min_rows = 2
         return engine
 
     @invariant()

@@ -63,6 +63,8 @@ def test_at_the_threshold_a_vector_index_serves_the_queries(
     query /= np.linalg.norm(query)
     for hit in index.search("", query.tolist(), 10, Mode.vector):
         assert hit.score == pytest.approx(float(vectors[int(hit.id[1:])] @ query), abs=1e-4)
+    # k above the graph search's ef (100): the whole index, as exact search would
+    assert len(index.search("", query.tolist(), 150, Mode.vector)) == 150
     # a second handle (the API server's) sees it too
     reader = LanceIndex(index.path, ann=ANN)
     assert reader._use_ann and top(reader, vectors[42], 1) == ["r00042"]
