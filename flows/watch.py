@@ -26,6 +26,7 @@ from freshrag.model import SyncReport
 log = logging.getLogger("freshrag.watch")
 CHANGED = "freshrag.source.changed"  # events mode: deployment triggers turn it into sync runs
 APPLIED = "freshrag.batch.applied"  # local mode, record="event": one per batch applied
+TIDY_AFTER_IDLE_S = 5.0  # quiet this long: fold new chunks into the index (Watcher._tidy)
 PRIME_S = 30.0  # at most this long for the recorder's Prefect start-up before "ready"
 OnBatch = Callable[[Batch, SyncReport | None], None]
 
@@ -219,12 +220,17 @@ class Watcher:
     def loop(self, max_batches: int | None = None, max_seconds: float | None = None) -> int:
         """Take and handle batches until stopped or a limit is reached; returns batches handled."""
         started, done = time.monotonic(), 0
+        idle_since = started
         while not self.stopping:
             self._health()
             batch = self.coalescer.take(timeout=0.25)
             if batch is not None:
                 self._handle(batch)
                 done += 1
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since >= TIDY_AFTER_IDLE_S:
+                self._tidy()
+                idle_since = time.monotonic()
             if self.canaries is not None:
                 self.canaries.tick(self.ready.is_set())
             if (max_batches is not None and done >= max_batches) or (
@@ -235,6 +241,17 @@ class Watcher:
                 self._handle(batch)
                 done += 1
         return done
+
+    def _tidy(self) -> None:
+        """Quiet for a while: fold the chunks written since into the index's own indexes
+        (a sync does it after 200; rows not yet folded in are searched exactly meanwhile)."""
+        if self.options.mode != "local" or self._engine is None:
+            return
+        try:
+            if self._engine.tidy_index():
+                log.info("folded new chunks into the index")
+        except Exception as exc:  # the rows stay searchable; the next quiet spell retries
+            log.warning("could not fold new chunks into the index: %s", exc)
 
     def _health(self) -> None:
         for feed in self.feeds:

@@ -53,6 +53,20 @@ class IndexConfig(BaseModel):
     # Weaviate's QUERY_MAXIMUM_RESULTS (the server's default; docker-compose.yml sets the same):
     # no read asks for more objects than this at once, and a delete is repeated until done.
     query_maximum_results: int = Field(10_000, ge=1)
+    # The embedded index's ANN: below ann_min_rows chunks every vector query is exact; at or
+    # above it the sync that gets there trains a vector index (README: Scale).
+    ann_min_rows: int = Field(25_000, ge=1)
+    ann_index_type: Literal["IVF_HNSW_SQ", "IVF_PQ"] = "IVF_HNSW_SQ"
+    ann_nprobes: int = Field(40, ge=1)
+    ann_ef: int = Field(100, ge=1)  # IVF_HNSW_SQ
+    ann_refine_factor: int = Field(1, ge=1)  # re-score k × this on the stored vectors
+
+    def ann(self) -> Any:
+        from freshrag.index.lance_ann import AnnSettings
+
+        return AnnSettings(min_rows=self.ann_min_rows, index_type=self.ann_index_type,
+                           nprobes=self.ann_nprobes, refine_factor=self.ann_refine_factor,
+                           ef=self.ann_ef)
 
     @field_validator("collection")
     @classmethod

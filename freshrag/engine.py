@@ -105,7 +105,8 @@ class Engine:
             self._index = open_index(ic.url, self.settings.home, collection=ic.collection,
                                      api_key=ic.api_key, grpc_port=ic.grpc_port,
                                      timeout_s=ic.timeout_s,
-                                     query_maximum_results=ic.query_maximum_results)
+                                     query_maximum_results=ic.query_maximum_results,
+                                     ann=ic.ann())
         return self._index
 
     def source(self, name: str) -> Source:
@@ -157,10 +158,13 @@ class Engine:
         return hits
 
     def search(self, query: str, k: int = 5, mode: Mode = Mode.hybrid,
-               alpha: float | None = None, filters: Filters | None = None) -> list[Hit]:
+               alpha: float | None = None, filters: Filters | None = None,
+               vector: list[float] | None = None) -> list[Hit]:
+        """`vector`: the query's embedding when the caller has it (the API batches them)."""
         if mode is not Mode.keyword:
             self.check_vectors(filters.source if filters else None)
-        vector = self.embedder.embed([query])[0] if mode is not Mode.keyword else None
+            if vector is None:
+                vector = self.embedder.embed([query])[0]
         # canary documents (one chunk each) are hidden unless asked for: fetch that many more
         extra = 0 if canary.asked_for(filters) else len(canary.enabled(self.settings))
         hits = self.index.search(query, vector, k + extra, mode,
@@ -173,6 +177,16 @@ class Engine:
 
     def check_vectors(self, source: str | None = None) -> None:
         check_vectors(self.ledger, self.settings.model.name, self.embedder.model_id, source)
+
+    def tidy_index(self) -> bool:
+        """Fold the chunks written since the last time into the index's own indexes (full-text,
+        and ANN: built, folded or retrained; freshrag/index/lance_ann.py). Until then they are
+        searched exactly. Returns whether anything was pending."""
+        if not self._writes_since_optimize:
+            return False
+        self.index.optimize()
+        self._writes_since_optimize = 0
+        return True
 
     # sync -------------------------------------------------------------------------------------
     def sync(self, source_name: str, keys: Sequence[str] | None = None,
@@ -249,9 +263,8 @@ class Engine:
             self.ledger.set_pipeline(source_name, signature)
         if reembed:
             self.ledger.set_vector_model(source_name, vectors_of)
-        if self._writes_since_optimize >= 200 or (keys is None and self._writes_since_optimize):
-            self.index.optimize()
-            self._writes_since_optimize = 0
+        if self._writes_since_optimize >= 200 or keys is None:
+            self.tidy_index()
         run.report.seconds = time.time() - started
         self.ledger.set_source_state(
             source_name, last_end=time.time(), last_report=run.report.to_json(),

@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from freshrag import metrics
 from freshrag.api.auth import Authenticator
+from freshrag.api.batch import QueryBatcher
 from freshrag.api.deps import AppState
 from freshrag.api.docs import install_docs
 from freshrag.api.errors import BodyLimit, install_handlers
@@ -58,6 +59,7 @@ async def _start(state: AppState, engine: Any) -> None:
     state.freshness = FreshnessTracker(engine, api.freshness_ttl_ms / 1000, api.poll_ms / 1000,
                                        api.max_wait_ms / 1000)
     state.limiter = anyio.CapacityLimiter(api.search_threads)
+    state.batcher = QueryBatcher(engine.embedder.embed)
     metrics.watch_lag(lambda: state.engine, state.source_names)
     metrics.watch_canary(state.settings, state.started)
 

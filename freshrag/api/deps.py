@@ -11,6 +11,7 @@ from fastapi import Depends, HTTPException, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from freshrag.api.auth import Authenticator, Caller
+from freshrag.api.batch import QueryBatcher
 from freshrag.api.freshness import FreshnessTracker
 from freshrag.api.settings import ApiSettings
 from freshrag.config import Settings
@@ -27,6 +28,7 @@ class AppState:
     owns_engine: bool = True
     freshness: FreshnessTracker | None = None
     limiter: anyio.CapacityLimiter | None = None
+    batcher: QueryBatcher | None = None  # the queries' embeddings, batched
     model_loaded: bool = False
     probe_vector: list[float] = field(default_factory=list)
     started: float = field(default_factory=time.time)  # a canary no watcher ran: late from here

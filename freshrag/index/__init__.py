@@ -75,7 +75,8 @@ def open_index(url: str, home: Path, dim: int | None = None, **options: Any) -> 
         from freshrag.index.lancedb import LanceIndex
 
         path = url.split("://", 1)[1] if url else str(home / "index")
-        return LanceIndex(Path(path), dim=dim)
+        return LanceIndex(Path(path), dim=dim, ann=options.get("ann"))
+    options.pop("ann", None)  # the embedded index's only
     if url.startswith(("weaviate://", "http://", "https://")):
         from freshrag.index.weaviate import WeaviateIndex
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from freshrag.index import IndexUnavailable
 from freshrag.index.fusion import KEYWORD_DEPTH, MOST_TERMS, fuse_union, keyword_ceiling, pool_size
+from freshrag.index.lance_ann import AnnSettings, maintain, tune, uses_ann
 from freshrag.model import EVERYONE, Filters, Hit, Mode, Record, SourceStats
 
 _COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
@@ -57,10 +58,14 @@ def _to_hit(row: dict[str, Any], score: float) -> Hit:
 class LanceIndex:
     """One LanceDB table under `path`, created at the first write (fixing its vector size)."""
 
-    def __init__(self, path: Path, dim: int | None = None, table: str = "chunks"):
+    def __init__(self, path: Path, dim: int | None = None, table: str = "chunks",
+                 ann: AnnSettings | None = None):
         import lancedb
 
         self.path = path
+        self.ann = ann or AnnSettings()
+        self._use_ann = False  # the vector index is built and the table at ann.min_rows
+        self.ann_state = "exact"  # what the last optimize() did to the vector index
         self.dim = dim or 0
         self.table_name = table
         self._lock = threading.Lock()
@@ -78,6 +83,7 @@ class LanceIndex:
         self._table = self._db.open_table(self.table_name)
         self.dim = self._table.schema.field("vector").type.list_size
         self._add_readers()
+        self._use_ann = uses_ann(self._table, self.ann)
 
     def _add_readers(self) -> None:
         if "readers" not in self._table.schema.names:
@@ -251,24 +257,36 @@ class LanceIndex:
         return all(hit.metadata.get(k) == v for k, v in filters.metadata.items())
 
     def _search(self, mode: Mode, text: str, vector: Sequence[float] | None, k: int,
-                where: str | None) -> list[Hit]:
+                where: str | None, vectors: dict[str, Any] | None = None) -> list[Hit]:
+        """Top-k of one side. `vectors`, when given, is filled with each hit's stored vector
+        (read in the same query: no second lookup by id)."""
         if mode is Mode.keyword:
             query = self._table.search(text, query_type="fts")
             score_col, sign = "_score", 1.0
         else:
             query = self._table.search(list(vector or []), vector_column_name="vector")
-            query = query.distance_type("cosine")
+            query = tune(query.distance_type("cosine"), self.ann, self._use_ann, k)
             score_col, sign = "_distance", -1.0
         if where:
             query = query.where(where, prefilter=True)
+        columns = [*_COLUMNS, score_col] + (["vector"] if vectors is not None else [])
         try:
-            rows = query.select([*_COLUMNS, score_col]).limit(k).to_list()
+            result = query.select(columns).limit(k).to_arrow()
         except ValueError as exc:
             # Another process created the table and has not built its full-text index yet
             # (the watcher's first write): nothing is keyword-searchable until it has.
             if mode is Mode.keyword and "INVERTED index" in str(exc):
                 return []
             raise
+        if vectors is not None:
+            import numpy as np
+
+            stored = result.column("vector").combine_chunks()
+            matrix = np.asarray(stored.flatten(), dtype=np.float32).reshape(
+                len(stored), stored.type.list_size)
+            vectors.update(zip(result.column("id").to_pylist(), matrix, strict=True))
+            result = result.drop_columns(["vector"])
+        rows = result.to_pylist()
         # Cosine distance d in [0, 2]: report similarity 1 - d so higher is better everywhere.
         return [_to_hit(r, 1.0 - r[score_col] if sign < 0 else r[score_col]) for r in rows]
 
@@ -278,11 +296,16 @@ class LanceIndex:
         by_vector = self._search(Mode.vector, text, vector, pool, where)
         if not text.strip():
             return fuse_union(by_vector, [], pool, vector, self.vectors, alpha, 0.0)
-        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where)
+        stored: dict[str, Any] = {}  # the keyword candidates' vectors, read in their query
+        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where, stored)
         ceiling = keyword_ceiling(text, lambda term: next(
             (h.score for h in self._search(Mode.keyword, term, None, 1, where)), 0.0),
             MOST_TERMS, deep)
-        return fuse_union(by_vector, deep, pool, vector, self.vectors, alpha, ceiling)
+
+        def vectors_of(ids: list[str]) -> dict[str, list[float]]:
+            return {i: stored[i].tolist() for i in ids if i in stored}
+
+        return fuse_union(by_vector, deep, pool, vector, vectors_of, alpha, ceiling)
 
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,
@@ -309,13 +332,23 @@ class LanceIndex:
                 if self.table_name in self._db.table_names():
                     self._open()
             else:
+                version = self._table.version
                 self._table.checkout_latest()
+                if self._table.version == version:
+                    return
+            if self._table is not None:
+                self._use_ann = uses_ann(self._table, self.ann)
 
     def optimize(self) -> None:
-        """Compact small fragments and fold new rows into the full-text index."""
-        if self._table is not None:
-            with self._lock:
-                self._io(self._table.optimize)
+        """Compact small fragments, fold new rows into the full-text and vector indexes, then
+        build, retrain or drop the vector index (freshrag/index/lance_ann.py); `ann_state`
+        says which: exact, built, kept, dropped."""
+        if self._table is None:
+            return
+        with self._lock:
+            self._io(self._table.optimize)
+            self.ann_state = self._io(lambda: maintain(self._table, self.ann, self.path))
+            self._use_ann = uses_ann(self._table, self.ann)
 
     def close(self) -> None:
         self._table = None

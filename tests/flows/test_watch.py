@@ -169,3 +169,13 @@ def test_coalescer_quiet_and_max_delay() -> None:
     now[0] = 3.0
     batch = c.take(timeout=0)
     assert batch is not None and batch.keys is None
+
+
+def test_a_quiet_watcher_folds_new_chunks_into_the_index(running: Running, folder: Path) -> None:
+    """A save is searchable at once (exactly, not yet folded in); once the watcher has been
+    quiet for TIDY_AFTER_IDLE_S it runs the index's optimize() (ANN, full-text) itself."""
+    (folder / "heron.md").write_text("# Heron\n\nThe grey heron stalks the reeds.\n")
+    wait_until(lambda: running.finds("heron") == "heron.md", "new file searchable")
+    wait_until(lambda: running.watcher.engine._writes_since_optimize == 0,
+               "the quiet watcher folded its writes in")
+    assert running.finds("heron") == "heron.md"

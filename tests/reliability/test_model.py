@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from freshrag.engine import Engine
+from freshrag.model import Mode
 from freshrag.parse import UnstructuredParser
 from tests.conftest import folder_settings
 from tests.corpus import paragraph
@@ -133,3 +134,35 @@ FolderMachine.TestCase.settings = settings(
     max_examples=int(os.environ.get("FRESHRAG_MODEL_EXAMPLES", "25")), stateful_step_count=10,
     deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 TestFolderModel = pytest.mark.slow(FolderMachine.TestCase)
+
+
+class AnnFolderMachine(FolderMachine):
+    """The same, with the embedded index's ANN on from 4 chunks: every sync folds its writes
+    into (or retrains, or drops) a vector index, and vector search over it must return exactly
+    what the fresh home's returns — no deleted or replaced chunk left behind."""
+
+    def make(self, home: Path) -> Engine:
+        engine = super().make(home)
+        engine.settings.index.ann_min_rows = 2
+        return engine
+
+    @invariant()
+    def vector_search_equals_a_fresh_sync(self) -> None:
+        self.engine.sync("docs")
+        fresh = self.make(self.tmp / "fresh-ann")
+        try:
+            fresh.sync("docs")
+            for query in PARAS[:3]:
+                got = {(h.doc_key, h.chunk_hash) for h in
+                       self.engine.search(query, 200, Mode.vector)}
+                want = {(h.doc_key, h.chunk_hash) for h in fresh.search(query, 200, Mode.vector)}
+                assert got == want
+        finally:
+            fresh.close()
+            shutil.rmtree(self.tmp / "fresh-ann")
+
+
+AnnFolderMachine.TestCase.settings = settings(
+    max_examples=int(os.environ.get("FRESHRAG_MODEL_EXAMPLES", "4")), stateful_step_count=8,
+    deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+TestAnnFolderModel = pytest.mark.slow(AnnFolderMachine.TestCase)
