@@ -321,8 +321,11 @@ def backfill(source: str, workers: int = 2, config: str | None = None,
             logger.info("%s: range %d/%d done (%d chunk(s) written)", source, n, len(ranges),
                         part.written)
         with lock:  # every range is chunked as configured now: the final sync need not again
-            engine.ledger.set_pipeline(source, engine.pipeline_signature())
+            engine.ledger.set_pipeline(source, engine.pipeline_signature(source))
             final = engine.sync(source)
+            # the workers' writes are not this process's: fold them into the index's own
+            # full-text (and ANN) indexes now, as a plain full sync does at its end
+            engine.index.optimize()
         done = report.added + report.updated + report.renamed + report.touched
         final.unchanged = max(0, final.unchanged - done)  # the ranges' documents, counted once
         report.merge(final)

@@ -48,7 +48,7 @@ def checkout(config: str | None = None, home: str | None = None) -> str:
         uses, pair, built = _uses[key], _engines.get(key), _built.get(key, time.time())
     if pair is None:
         return "engine: cold, built for this run (loads the model)"
-    loaded = getattr(pair[0].embedder, "_model", None) is not None
+    loaded = bool(getattr(pair[0].embedder, "loaded", False))
     return (f"engine: {'warm' if loaded else 'built, model not loaded yet'}, built "
             f"{time.time() - built:.0f} s ago; flow run {uses} this process has served")
 

@@ -116,6 +116,12 @@ class SentenceTransformerEmbedder:
         self._lock = threading.Lock()
         self.calls = 0  # texts sent to the model (tests and benchmarks read it)
 
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (the first embed or warm-up loads it)."""
+        return self._model is not None
+
     def _offline(self) -> None:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -71,6 +71,11 @@ class OnnxEmbedder:
 
     # identity -------------------------------------------------------------------------------
     @property
+    def loaded(self) -> bool:
+        """Whether the model is in memory (the first embed or warm-up loads it)."""
+        return self._session is not None
+
+    @property
     def model_id(self) -> str:
         """The vectors' identity (vector cache key, the index's record of what it holds).
         fp32 is the torch model's own function (cosine >= 0.9999, tests/unit/test_embed_onnx.py),

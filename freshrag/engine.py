@@ -225,8 +225,9 @@ class Engine:
             candidates = list(src.candidates(sorted(suspect))) if suspect else []
             candidates += src.scan(known)
             # chunked differently: every document is chunked again; readers captured
-            # differently (`permissions` changed): every document's metadata is re-written
-            if known and stored != signature:
+            # differently (`permissions` changed): every document's metadata is re-written;
+            # embedded by another model: every chunk again
+            if known and (stored != signature or run.reembed):
                 listed = {c.key for c in candidates}
                 candidates += src.candidates(sorted(k for k in known if k not in listed))
         else:

@@ -203,7 +203,9 @@ def test_hybrid_alpha_moves_between_keyword_and_vector(index: Index) -> None:
     assert {h.ordinal for h in keyword_only if h.score > 0} <= {0, 4}
     balanced = index.search("falcon crashes", unit(4), 5, Mode.hybrid, alpha=0.5)
     assert balanced[0].ordinal == 4  # both signals agree
-    assert balanced[0].score == pytest.approx(1.0)
+    # its cosine is 1; its BM25 is near the query's ceiling (each word's best alone), not at it
+    # unless it is also the best document for every word alone
+    assert 0.9 < balanced[0].score <= 1.0 + 1e-6
     assert all(0.0 <= h.score <= 1.0 + 1e-6 for h in balanced)
     assert balanced == sorted(balanced, key=lambda h: -h.score)
 

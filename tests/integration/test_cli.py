@@ -33,7 +33,7 @@ def test_sync_search_status_json_and_exit_codes(tmp_path: Path) -> None:
     assert first.returncode == 1, first.stderr
     report = json.loads(first.stdout)  # exactly one JSON document on stdout
     assert set(report) == {"documents", "chunks", "errors", "skipped", "seconds",
-                           "embed_seconds"}
+                           "embed_seconds", "readers_unknown"}
     assert set(report["documents"]) == {"added", "updated", "deleted", "renamed", "unchanged",
                                         "touched", "failed", "skipped"}
     assert set(report["chunks"]) == {"embedded", "reused", "written", "deleted"}
