@@ -8,9 +8,10 @@ import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,6 +28,15 @@ from pydantic_settings import (
 DEFAULT_CONFIG = "freshrag.toml"
 M = TypeVar("M", bound=BaseModel)
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.\-]*$")
+
+
+def _check_name(value: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError("must be letters, digits, '_', '.', '-'")
+    return value
+
+
+Name = Annotated[str, AfterValidator(_check_name)]  # a source's or an API client's name
 # Weaviate's class names (entities/schema/validation.go:31), checked after the server upper-cases
 # the first letter (usecases/schema/class.go:110).
 COLLECTION_RE = re.compile(r"^[A-Z][_0-9A-Za-z]{0,254}$")
@@ -124,20 +134,13 @@ class SourceConfig(BaseModel):
     """Common keys of a `[[sources]]` table; the connector validates its own keys."""
 
     model_config = ConfigDict(extra="allow")
-    name: str
+    name: Name
     type: str
     # A freshrag-owned document the watcher rewrites every `canary_interval` seconds and then
     # finds through search; late after `canary_late_after` (default 2 intervals + 30 s).
     canary: bool = False
     canary_interval: float = Field(60.0, ge=0.5, le=86_400)
     canary_late_after: float | None = Field(None, gt=0)
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError("must be letters, digits, '_', '.', '-'")
-        return value
 
     def options(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -175,19 +178,12 @@ class ClientConfig(BaseModel):
     """One `[[api.clients]]` table: an API caller, its key and the principals it acts as."""
 
     model_config = ConfigDict(extra="forbid")
-    name: str
+    name: Name
     key: str = Field("", repr=False)
     key_env: str = ""  # the key is read from this environment variable when serving starts
     principals: list[str] = []
     admin: bool = False  # sees every document and the counts of /status and /metrics
     gateway: bool = False  # may name the end user's principals in api.trusted_principal_header
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not NAME_RE.match(value):
-            raise ValueError("must be letters, digits, '_', '.', '-'")
-        return value
 
     @field_validator("principals")
     @classmethod
