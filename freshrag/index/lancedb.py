@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from freshrag.index import IndexUnavailable
-from freshrag.index.fusion import KEYWORD_DEPTH, MOST_TERMS, fuse_union, keyword_ceiling, pool_size
-from freshrag.index.lance_ann import AnnSettings, maintain, tune, uses_ann
+from freshrag.index import IndexUnavailable, lance_search
+from freshrag.index.fusion import pool_size
+from freshrag.index.lance_ann import AnnSettings, maintain, uses_ann
+from freshrag.index.lance_search import COLUMNS as _COLUMNS
+from freshrag.index.lance_search import sql_str, to_hit, where_ids
 from freshrag.model import EVERYONE, Filters, Hit, Mode, Record, SourceStats
 
-_COLUMNS = ["id", "text", "source", "doc_key", "chunk_hash", "ordinal", "title", "location",
-            "page", "source_modified_at", "indexed_at", "metadata", "readers"]
-
-
-def sql_str(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
+__all__ = ["LanceIndex", "principals_sql", "readers_sql", "sql_str"]
 
 
 def readers_sql(readers: Sequence[str]) -> str:
@@ -44,17 +42,6 @@ def _io_failure(exc: Exception) -> bool:
     return isinstance(exc, OSError) or "LanceError(IO)" in text or "os error" in text
 
 
-def _to_hit(row: dict[str, Any], score: float) -> Hit:
-    return Hit(
-        text=row["text"], score=float(score), source=row["source"], doc_key=row["doc_key"],
-        location=row["location"], title=row["title"], page=row["page"],
-        metadata=json.loads(row["metadata"] or "{}"),
-        source_modified_at=row["source_modified_at"], indexed_at=row["indexed_at"],
-        id=row["id"], chunk_hash=row["chunk_hash"], ordinal=row["ordinal"],
-        readers=list(row.get("readers") or []),
-    )
-
-
 class LanceIndex:
     """One LanceDB table under `path`, created at the first write (fixing its vector size)."""
 
@@ -76,8 +63,21 @@ class LanceIndex:
             raise IndexUnavailable(f"embedded index at {path}: {exc}") from exc
         self._table: Any = None
         self._fts_ready = False
-        if table in self._db.table_names():
+        self._term_best = lance_search.TermBest()  # hybrid's keyword ceiling, per version
+        self._refreshed_from = float("-inf")  # when the last refresh() began
+        self._open_if_created()
+
+    def _open_if_created(self) -> None:
+        if self.table_name not in self._db.table_names():
+            return
+        try:
             self._open()
+        except ValueError as exc:
+            # A process killed inside create_table leaves the table's folder without a first
+            # version: listed, yet not a table. The next write's create_table completes it.
+            if "was not found" not in str(exc):
+                raise
+            self._table = None
 
     def _open(self) -> None:
         self._table = self._db.open_table(self.table_name)
@@ -117,8 +117,15 @@ class LanceIndex:
             self.dim = self._table.schema.field("vector").type.list_size
             self._add_readers()
         if not self._fts_ready:  # a crash between creating the table and its index leaves none
-            if not any(ix.index_type == "FTS" for ix in self._table.list_indices()):
+            indexes = self._table.list_indices()
+            if not any(ix.index_type == "FTS" for ix in indexes):
                 self._table.create_fts_index("text", use_tantivy=False, replace=True)
+            if not any(list(ix.columns) == ["id"] for ix in indexes):
+                # Hybrid search reads its winners' rows by id (and upserts and deletes match
+                # by id): a B-tree finds them without a scan. Older tables get it here too.
+                from lancedb.index import BTree
+
+                self._table.create_index("id", config=BTree(), replace=True)
             self._fts_ready = True
         if dim != self.dim:
             raise IndexUnavailable(
@@ -152,7 +159,7 @@ class LanceIndex:
                 f"embedded index at {self.path}: {what} failed: {exc}") from exc
 
     def _where_ids(self, ids: Sequence[str]) -> str:
-        return "id IN (" + ",".join(sql_str(i) for i in ids) + ")"
+        return where_ids(ids)
 
     def delete(self, ids: Sequence[str]) -> None:
         if not ids or self._table is None:
@@ -207,7 +214,7 @@ class LanceIndex:
         where = f"source = {sql_str(source)} AND doc_key = {sql_str(doc_key)}"
         if filters is not None and filters.principals is not None:
             where += f" AND {principals_sql(filters.principals)}"
-        hits = [_to_hit(r, 0.0) for r in self._rows(where, _COLUMNS)]
+        hits = [to_hit(r, 0.0) for r in self._rows(where, _COLUMNS)]
         return sorted(hits, key=lambda h: h.ordinal)
 
     def documents(self, source: str) -> dict[str, int]:
@@ -257,55 +264,11 @@ class LanceIndex:
         return all(hit.metadata.get(k) == v for k, v in filters.metadata.items())
 
     def _search(self, mode: Mode, text: str, vector: Sequence[float] | None, k: int,
-                where: str | None, vectors: dict[str, Any] | None = None) -> list[Hit]:
-        """Top-k of one side. `vectors`, when given, is filled with each hit's stored vector
-        (read in the same query: no second lookup by id)."""
-        if mode is Mode.keyword:
-            query = self._table.search(text, query_type="fts")
-            score_col, sign = "_score", 1.0
-        else:
-            query = self._table.search(list(vector or []), vector_column_name="vector")
-            query = tune(query.distance_type("cosine"), self.ann, self._use_ann, k)
-            score_col, sign = "_distance", -1.0
-        if where:
-            query = query.where(where, prefilter=True)
-        columns = [*_COLUMNS, score_col] + (["vector"] if vectors is not None else [])
-        try:
-            result = query.select(columns).limit(k).to_arrow()
-        except ValueError as exc:
-            # Another process created the table and has not built its full-text index yet
-            # (the watcher's first write): nothing is keyword-searchable until it has.
-            if mode is Mode.keyword and "INVERTED index" in str(exc):
-                return []
-            raise
-        if vectors is not None:
-            import numpy as np
-
-            stored = result.column("vector").combine_chunks()
-            matrix = np.asarray(stored.flatten(), dtype=np.float32).reshape(
-                len(stored), stored.type.list_size)
-            vectors.update(zip(result.column("id").to_pylist(), matrix, strict=True))
-            result = result.drop_columns(["vector"])
-        rows = result.to_pylist()
-        # Cosine distance d in [0, 2]: report similarity 1 - d so higher is better everywhere.
-        return [_to_hit(r, 1.0 - r[score_col] if sign < 0 else r[score_col]) for r in rows]
-
-    def _hybrid(self, text: str, vector: list[float], pool: int, alpha: float,
                 where: str | None) -> list[Hit]:
-        """Both sides' candidates, each with both real scores (freshrag/index/fusion.py)."""
-        by_vector = self._search(Mode.vector, text, vector, pool, where)
-        if not text.strip():
-            return fuse_union(by_vector, [], pool, vector, self.vectors, alpha, 0.0)
-        stored: dict[str, Any] = {}  # the keyword candidates' vectors, read in their query
-        deep = self._search(Mode.keyword, text, None, KEYWORD_DEPTH * pool, where, stored)
-        ceiling = keyword_ceiling(text, lambda term: next(
-            (h.score for h in self._search(Mode.keyword, term, None, 1, where)), 0.0),
-            MOST_TERMS, deep)
-
-        def vectors_of(ids: list[str]) -> dict[str, list[float]]:
-            return {i: stored[i].tolist() for i in ids if i in stored}
-
-        return fuse_union(by_vector, deep, pool, vector, vectors_of, alpha, ceiling)
+        """Top-k of one side, with their rows (freshrag/index/lance_search.py)."""
+        return self._io(lambda: lance_search.one_side(
+            self._table, text, None if mode is Mode.keyword else list(vector or []), k, where,
+            self.ann, self._use_ann), "read")
 
     def search(self, text: str, vector: Sequence[float] | None, k: int,
                mode: Mode = Mode.hybrid, alpha: float = 0.5,
@@ -317,7 +280,12 @@ class LanceIndex:
         where = self._filter_sql(filters)
         fetch = k * 4 if filters and filters.metadata else k
         if mode is Mode.hybrid:
-            hits = self._hybrid(text, list(vector or []), pool_size(fetch), alpha, where)
+            # With metadata filters, every fused candidate is re-checked (_matches) before k.
+            pool = pool_size(fetch)
+            keep = pool if filters and filters.metadata else fetch
+            hits = self._io(lambda: lance_search.hybrid(
+                self._table, text, list(vector or []), pool, keep, alpha, where, self.ann,
+                self._use_ann, self._term_best), "read")
         else:
             if mode is Mode.keyword and not text.strip():
                 return []
@@ -326,11 +294,16 @@ class LanceIndex:
 
     def refresh(self) -> None:
         """See writes made by other processes since this handle opened (the API server calls
-        it before searching: a table handle otherwise keeps the version it opened)."""
+        it before searching: a table handle otherwise keeps the version it opened). Concurrent
+        callers share one look: a refresh that began after this call did has seen every write
+        committed before it."""
+        called = time.monotonic()
         with self._lock:
+            if self._refreshed_from > called:
+                return
+            self._refreshed_from = time.monotonic()
             if self._table is None:
-                if self.table_name in self._db.table_names():
-                    self._open()
+                self._open_if_created()
             else:
                 version = self._table.version
                 self._table.checkout_latest()
