@@ -1,5 +1,6 @@
-"""API load: `freshrag serve`'s /search over N chunks at 1 and 16 clients, exact vs ANN, with
-the ANN's recall@10 against exact search, side by side in one run.
+"""API load: `freshrag serve`'s /search over N chunks at 1 and 16 clients, hybrid (the default
+mode) and vector, exact vs ANN, with the server process's CPU per query and the ANN's
+recall@10 against exact search, side by side in one run.
 
 Harness steps (said so in the output): the N chunks are written by the bench through the
 index adapter's write path (upsert, then optimize(), which trains the ANN index as a sync
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import re
 import subprocess
 import tempfile
@@ -35,11 +37,13 @@ TIMING = re.compile(r"(\w+);dur=([\d.]+)")
 
 
 def questions() -> list[str]:
-    from bench.quality import DOCS, faq_judgments
+    from bench.quality_corpora import CORPORA
 
-    if not DOCS.is_dir():
-        raise RuntimeError(f"{DOCS} missing: apt-get install python3.11-doc")
-    return [q for q, _ in faq_judgments()]
+    corpus = CORPORA["python"]
+    missing = corpus.missing()
+    if missing:
+        raise RuntimeError(missing)
+    return [q for q, _ in corpus.judgments()]
 
 
 def fill(home: Path, chunks: int, texts: list[str], seeds: np.ndarray) -> float:
@@ -81,8 +85,8 @@ def recall(home: Path, queries: list[str], vectors: list[list[float]]) -> dict[s
     return out
 
 
-async def load(url: str, queries: list[str], clients: int, seconds: float
-               ) -> dict[str, list[float]]:
+async def load(url: str, queries: list[str], clients: int, seconds: float,
+               mode: str = "hybrid") -> dict[str, list[float]]:
     import httpx
 
     samples: dict[str, list[float]] = {"total": [], "embed": [], "index": []}
@@ -92,7 +96,7 @@ async def load(url: str, queries: list[str], clients: int, seconds: float
         async with httpx.AsyncClient(timeout=60) as http:
             i = n
             while time.perf_counter() < deadline:
-                body = {"query": queries[i % len(queries)], "k": 5, "mode": "hybrid"}
+                body = {"query": queries[i % len(queries)], "k": 5, "mode": mode}
                 start = time.perf_counter()
                 r = await http.post(url + "/search", json=body)
                 r.raise_for_status()
@@ -103,6 +107,15 @@ async def load(url: str, queries: list[str], clients: int, seconds: float
 
     await asyncio.gather(*(client(n) for n in range(clients)))
     return samples
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process and its threads so far (load does not inflate
+    it the way it does wall time)."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180,
@@ -124,6 +137,8 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 180,
 
 def serve_figures(tmp: Path, home: Path, queries: list[str], seconds: float, label: str,
                   index_toml: str) -> dict[str, Any]:
+    """Per mode (hybrid, the default, then vector): latency at 1 and 16 closed-loop clients,
+    the server's own embed/index split (Server-Timing), and its CPU ms per query."""
     config = tmp / f"{label}.toml"
     config.write_text(f'home = "{home}"\n[index]\n{index_toml}')
     port = free_port()
@@ -132,16 +147,21 @@ def serve_figures(tmp: Path, home: Path, queries: list[str], seconds: float, lab
     out: dict[str, Any] = {}
     try:
         wait_ready(url, proc)
-        asyncio.run(load(url, queries, 16, 2))  # warm-up
-        for clients in (1, 16):
-            s = asyncio.run(load(url, queries, clients, seconds))
-            total = dist(s["total"])
-            out[str(clients)] = {
-                "qps": round(len(s["total"]) / seconds, 1), "p50_ms": round(total["p50"], 1),
-                "p99_ms": round(total["p99"], 1),
-                "embed_p50_ms": round(dist(s["embed"])["p50"], 1) if s["embed"] else None,
-                "index_p50_ms": round(dist(s["index"])["p50"], 1) if s["index"] else None,
-                "index_p99_ms": round(dist(s["index"])["p99"], 1) if s["index"] else None}
+        for mode in ("hybrid", "vector"):
+            asyncio.run(load(url, queries, 16, 2, mode))  # warm-up
+            out[mode] = {}
+            for clients in (1, 16):
+                cpu = cpu_seconds(proc.pid)
+                s = asyncio.run(load(url, queries, clients, seconds, mode))
+                cpu = cpu_seconds(proc.pid) - cpu
+                total = dist(s["total"])
+                out[mode][str(clients)] = {
+                    "qps": round(len(s["total"]) / seconds, 1),
+                    "p50_ms": round(total["p50"], 1), "p99_ms": round(total["p99"], 1),
+                    "cpu_ms_per_query": round(cpu * 1000 / len(s["total"]), 1),
+                    "embed_p50_ms": round(dist(s["embed"])["p50"], 1) if s["embed"] else None,
+                    "index_p50_ms": round(dist(s["index"])["p50"], 1) if s["index"] else None,
+                    "index_p99_ms": round(dist(s["index"])["p99"], 1) if s["index"] else None}
     finally:
         stop(proc)
     return out
@@ -160,9 +180,13 @@ def run(embedder: Any, chunks: int, seconds: float) -> dict[str, Any]:
         approx = serve_figures(Path(tmp), home, queries, seconds, "ann", "")
     return {"chunks": chunks, "seconds": seconds, "seeds": len(seeds), "queries": len(queries),
             "ann": {"index_type": ann.index_type, "nprobes": ann.nprobes, "ef": ann.ef,
-                    "min_rows": ann.min_rows, "build_s": round(build_s, 1)},
+                    "refine_factor": ann.refine_factor, "min_rows": ann.min_rows,
+                    "build_s": round(build_s, 1)},
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "recall_at_10": rec, "exact": exact, "ann_served": approx,
             "measured": "product: POST /search of `freshrag serve` (it embeds the queries; "
                         "embed/index split from its Server-Timing header); harness: the index "
                         "written by the bench through the adapter with vectors sampled around "
-                        "real embeddings, and the recall@10 computed in the bench's process"}
+                        "real embeddings, and the recall@10 computed in the bench's process; "
+                        "cpu_ms_per_query: the serve process's user+system CPU (psutil) over "
+                        "the requests of that run"}

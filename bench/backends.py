@@ -1,4 +1,4 @@
-"""Embedding backends side by side: torch vs onnx fp32 vs onnx int8 on the quality set.
+"""Embedding backends side by side on the quality set: torch, onnx fp32/int8, openvino fp32/auto.
 
 Product path: per backend a fresh home, `freshrag sync --json` of the quality corpus with
 `[model] backend/precision` in freshrag.toml (chunks/s = chunks embedded / the report's
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import sync_json
+from bench.common import folder_config, sync_json
 from bench.quality import Api, ranked_docs, served
 from bench.quality_corpora import PYTHON, Corpus
 
@@ -24,16 +24,14 @@ VARIANTS = {  # name -> [model] keys
     "torch": {"backend": "torch", "precision": "fp32"},
     "onnx-fp32": {"backend": "onnx", "precision": "fp32"},
     "onnx-int8": {"backend": "onnx", "precision": "int8"},
+    "openvino-fp32": {"backend": "openvino", "precision": "fp32"},
+    "openvino-auto": {"backend": "openvino", "precision": "auto"},  # the default
 }
 WORK = Path(tempfile.gettempdir()) / "freshrag-bench-backends"
 
 
 def config_for(tmp: Path, folder: Path, model: dict[str, str]) -> Path:
-    keys = "".join(f'{k} = "{v}"\n' for k, v in model.items())
-    config = tmp / "freshrag.toml"
-    config.write_text(f'home = "{tmp / "home"}"\n[model]\n{keys}cache_dir = "{WORK / "models"}"\n'
-                      f'[[sources]]\nname = "docs"\ntype = "folder"\npath = "{folder}"\n')
-    return config
+    return folder_config(tmp, folder, model={**model, "cache_dir": str(WORK / "models")})
 
 
 def recall_at_5(api: Api, judged: list[tuple[str, set[str]]]) -> float:
@@ -57,16 +55,17 @@ def cosines(texts: list[str]) -> dict[str, dict[str, float]]:
     """Harness: each backend's vectors of the same texts against torch's."""
     import numpy as np
 
-    from freshrag.embed import SentenceTransformerEmbedder
-    from freshrag.embed_onnx import OnnxEmbedder
+    from freshrag.config import ModelConfig
+    from freshrag.embed import SentenceTransformerEmbedder, make_embedder
 
     ref = np.array(SentenceTransformerEmbedder().embed(texts))
     out = {}
     for name, model in VARIANTS.items():
-        if model["backend"] != "onnx":
+        if model["backend"] == "torch":
             continue
-        vec = np.array(OnnxEmbedder(precision=model["precision"],
-                                    cache_dir=WORK / "models").embed(texts))
+        config = ModelConfig(backend=model["backend"], precision=model["precision"],
+                             cache_dir=WORK / "models")
+        vec = np.array(make_embedder(config).embed(texts))
         cos = (vec * ref).sum(axis=1)
         out[name] = {"mean": round(float(cos.mean()), 5), "min": round(float(cos.min()), 5)}
     return out

@@ -32,16 +32,28 @@ def machine(embedder: SentenceTransformerEmbedder) -> dict[str, Any]:
     except OSError:
         pass
     return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "model": embedder.model_id, "backend": "embedded (LanceDB)",
+            "model": embedder.model_id, "embedding": default_embedding(),
+            "backend": "embedded (LanceDB)",
             "date": time.strftime("%Y-%m-%d")}
 
 
-def folder_config(tmp: Path, folder: Path, name: str = "docs") -> Path:
-    """`tmp/freshrag.toml`: one folder source, its home in `tmp/home`."""
+def folder_config(tmp: Path, folder: Path, name: str = "docs",
+                  model: dict[str, str] | None = None) -> Path:
+    """`tmp/freshrag.toml`: one folder source, its home in `tmp/home`; `model`: [model] keys."""
     config = tmp / "freshrag.toml"
-    config.write_text(f'home = "{tmp / "home"}"\n[[sources]]\nname = "{name}"\n'
-                      f'type = "folder"\npath = "{folder}"\n')
+    keys = "".join(f'{k} = "{v}"\n' for k, v in (model or {}).items())
+    config.write_text(f'home = "{tmp / "home"}"\n' + (f"[model]\n{keys}" if keys else "")
+                      + f'[[sources]]\nname = "{name}"\ntype = "folder"\npath = "{folder}"\n')
     return config
+
+
+def default_embedding() -> str:
+    """The embedding backend and precision a default freshrag.toml runs on this machine."""
+    from freshrag.config import ModelConfig
+    from freshrag.embed import make_embedder
+
+    embedder = make_embedder(ModelConfig())
+    return f"{getattr(embedder, 'backend', '?')} {getattr(embedder, 'precision', '?')}"
 
 
 def command_env(config: Path) -> dict[str, str]:
@@ -67,10 +79,13 @@ def sync_json(config: Path, *sources: str) -> dict[str, Any]:
     return report
 
 
-def launch(config: Path, *args: str) -> subprocess.Popen[bytes]:
-    """A long-running `freshrag ARGS` (watch, serve) with `config`; its output is dropped."""
-    return subprocess.Popen([str(FRESHRAG), *args], cwd=config.parent, env=command_env(config),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def launch(config: Path, *args: str, env: dict[str, str] | None = None
+           ) -> subprocess.Popen[bytes]:
+    """A long-running `freshrag ARGS` (watch, serve) with `config` (in `env`, default
+    command_env's); its output is dropped."""
+    return subprocess.Popen([str(FRESHRAG), *args], cwd=config.parent,
+                            env=env or command_env(config), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
 
 
 def alive(proc: subprocess.Popen[bytes], what: str) -> bool:

@@ -20,7 +20,7 @@ from bench.freshness import PAGE, until
 from bench.freshness_events import BIN, _started, _wait_log
 
 
-def run(trials: int, record: str = "task") -> dict[str, Any]:
+def run(trials: int, record: str = "auto") -> dict[str, Any]:
     samples, ready_s = [], []
     with tempfile.TemporaryDirectory() as t, ExitStack() as outer:
         tmp = Path(t)
@@ -32,7 +32,7 @@ def run(trials: int, record: str = "task") -> dict[str, Any]:
                        f'path = "{docs}"\n')
         env = {**os.environ, "FRESHRAG_CONFIG": str(cfg), "PREFECT_HOME": str(tmp / "prefect"),
                "HF_HUB_OFFLINE": "1"}
-        env.pop("PREFECT_API_URL", None)  # as on a laptop: ephemeral Prefect for the record
+        env.pop("PREFECT_API_URL", None)  # a laptop: no Prefect API, --record auto records nothing
         port = free_port()
         api, _ = _started(outer, tmp, "serve", [str(BIN / "freshrag"), "serve", "--port",
                                                 str(port)], env)

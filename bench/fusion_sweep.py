@@ -95,7 +95,8 @@ def _row(ix: LanceIndex, question: str, relevant: set[str], qv: list[float]) -> 
     deep = ix._search(Mode.keyword, question, None, KEYWORD_DEPTH * pool, None)
     hits, vscore, kscore = union_scores(by_vector, deep, pool, qv, ix.vectors)
     ceiling = keyword_ceiling(question, lambda t: next(
-        (h.score for h in ix._search(Mode.keyword, t, None, 1, None)), 0.0), MOST_TERMS, deep)
+        (h.score for h in ix._search(Mode.keyword, t, None, 1, None)), 0.0), MOST_TERMS,
+        deep[0].score if deep else None)
     return {"ceiling": ceiling, "relevant": relevant, "hits": hits, "v": vscore, "k": kscore,
             "vector": [h.doc_key for h in by_vector[:K]],
             "keyword": [h.doc_key for h in deep[:K]]}

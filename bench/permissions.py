@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.api_load import QUERIES, wait_ready
+from bench.api_load import wait_ready
 from bench.common import dist, launch, stop, write
 from bench.freshness import pg_database, services, until
 from freshrag.index.lancedb import LanceIndex
@@ -38,6 +38,11 @@ key = "key-bob"
 principals = ["uid:1002", "gid:2001"]
 """
 OPS = {"X-API-Key": "key-ops"}
+
+# Queries of the filter-cost figure (its index holds random vectors and words, not real text).
+QUERIES = ["quarterly budget review", "security incident report", "warehouse shipment delay",
+           "customer contract renewal", "database backup policy", "training schedule",
+           "supplier payment invoice", "network access change", "release quality process"]
 
 
 class As:

@@ -150,7 +150,9 @@ def unique_token_first() -> bool:
 
 
 def measure(corpus: Corpus, target: int) -> dict[str, Any]:
-    """One corpus: synced with `freshrag sync --json`, then served and asked."""
+    """One corpus: synced with `freshrag sync --json`, then served and asked; then the same
+    with the torch backend in a home of its own (`vs_torch`: the default backend's vectors
+    must rank as torch's do)."""
     judged = corpus.judgments()
     pages = corpus.pages()
     config = folder_config(corpus.cache, corpus.folder())
@@ -160,7 +162,14 @@ def measure(corpus: Corpus, target: int) -> dict[str, Any]:
     with served(config) as api:
         figures = chunk_figures(api, pages, target)
         scores = retrieval(api, judged)
+    torch_home = corpus.cache / "torch"
+    torch_home.mkdir(exist_ok=True)
+    torch_config = folder_config(torch_home, corpus.folder(), model={"backend": "torch"})
+    sync_json(torch_config)
+    with served(torch_config) as api:
+        torch_scores = retrieval(api, judged)
     return {"corpus": corpus.name, "questions": len(judged), **figures, "retrieval": scores,
+            "vs_torch": torch_scores,
             "sync": {"seconds": round(sync_s, 1), "embedded": report["chunks"]["embedded"]}}
 
 

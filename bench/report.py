@@ -17,7 +17,8 @@ def _ok(good: bool) -> str:
 def render_table(r: dict[str, Any]) -> str:
     m = r["machine"]
     lines = [f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
-             f"model {m['model']}, {m['backend']}; `python -m bench"
+             f"model {m['model']}{f' ({e})' if (e := m.get('embedding')) else ''}, "
+             f"{m['backend']}; `python -m bench"
              f"{' --quick' if r.get('mode') == 'quick' else ''}`.", "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     if "throughput" in r:
@@ -40,6 +41,13 @@ def render_table(r: dict[str, Any]) -> str:
                      f"{b['cpus']} CPUs, load {b['load_before']}→{b['load_after']}) | "
                      f"{one['chunks_per_s']} vs {two['chunks_per_s']} chunks/s = "
                      f"**{b['ratio']}** (whole command {b['ratio_wall']}) | ≤ CPUs | |")
+        for name, what in (("cluster_2", "two `dask worker`s"),
+                           ("cluster_2_gpu", "two `dask worker`s, one declaring GPU=1 (a CPU)")):
+            if name in b:
+                lines.append(f"| backfill `sync --cluster` on {what} vs `--workers 2` | "
+                             f"{b[name]['chunks_per_s']} vs {two['chunks_per_s']} chunks/s = "
+                             f"**{b[name + '_ratio']}** (whole command "
+                             f"{b[name + '_ratio_wall']}) | | |")
     if "reembed" in r:
         peers = r.get("peers_reembed", {})
         for case, n in r["reembed"].items():
@@ -96,10 +104,28 @@ def render_table(r: dict[str, Any]) -> str:
     if "corpora" in r.get("quality", {}):
         lines += _quality_rows(r["quality"])
     if "memory" in r and "idle_mb" in r["memory"]:
-        mm = r["memory"]
-        lines.append(f"| `freshrag watch` peak RSS: idle / {mm['burst']}-file burst | "
-                     f"{mm['idle_mb']} MB / {mm['burst_mb']} MB | | |")
+        lines += _memory_rows(r["memory"])
     return "\n".join(lines)
+
+
+def _memory_rows(mm: dict[str, Any]) -> list[str]:
+    rows = [f"| `freshrag watch` RSS: idle / {mm['burst']}-file burst peak | "
+            f"{mm['idle_mb']} MB / {mm['burst_mb']} MB | | |"]
+    if "idle_tree_mb" not in mm:
+        return rows
+    kids = ", ".join(f"{k} {v} MB" for k, v in mm.get("idle_children_mb", {}).items())
+    tree = (f"{mm['idle_tree_mb']} MB" + (f" ({kids})" if kids else "")
+            + f" / {mm['burst_tree_mb']} MB")
+    if "after_burst_tree_mb" in mm:
+        tree += f"; idle after the burst {mm['after_burst_tree_mb']} MB"
+    rows.append(f"| `freshrag watch` + children RSS (no Prefect API): idle / burst peak | "
+                f"{tree} | idle ≤ 400 MB | {_ok(mm['idle_tree_mb'] <= 400)} |")
+    share = mm.get("embedder_mb")
+    if isinstance(share, dict) and "loaded_mb" in share:
+        rows.append(f"| of which the embedder (harness: the model alone in a process): loaded "
+                    f"/ burst peak / after | {share['loaded_mb']} / {share['burst_peak_mb']} / "
+                    f"{share['after_burst_mb']} MB | | |")
+    return rows
 
 
 def _permission_rows(r: dict[str, Any]) -> list[str]:
@@ -121,23 +147,28 @@ def _permission_rows(r: dict[str, Any]) -> list[str]:
 
 
 def _api_rows(a: dict[str, Any]) -> list[str]:
-    """/search at 1 and 16 clients, exact then ANN, and the ANN's recall beside it."""
+    """/search at 1 and 16 clients, exact then ANN, hybrid then vector, with the server's CPU
+    per query and the ANN's recall beside it."""
     ann, rec = a["ann"], a["recall_at_10"]
-    head = (f"`freshrag serve` /search (hybrid), {a['chunks']} chunks (harness-filled: vectors "
-            f"sampled around {a['seeds']} real embeddings), {a['queries']} FAQ questions")
     rows = []
-    for label, key in (("exact", "exact"), (f"ANN {ann['index_type']} nprobes {ann['nprobes']}",
-                                            "ann_served")):
-        one, many = a[key]["1"], a[key]["16"]
-        good = many["p99_ms"] <= 100 and (key == "exact" or rec["hybrid"] >= 0.95)
-        recall = (f"; recall@10 vs exact: vector {rec['vector']}, hybrid {rec['hybrid']}"
-                  if key != "exact" else "")
-        rows.append(
-            f"| {head}, {label} | 1 client p50 {one['p50_ms']} / p99 {one['p99_ms']} ms; "
-            f"16 clients p50 {many['p50_ms']} / p99 **{many['p99_ms']} ms**, {many['qps']} q/s "
-            f"(in the server at 16: embed p50 {many['embed_p50_ms']} ms, index p50 "
-            f"{many['index_p50_ms']} / p99 {many['index_p99_ms']} ms){recall} | "
-            f"p99 ≤ 100 ms at 16, recall@10 ≥ 0.95 | {_ok(good)} |")
+    ann_label = (f"ANN {ann['index_type']} nprobes {ann['nprobes']}"
+                 + (f", refine {ann['refine_factor']}" if "refine_factor" in ann else ""))
+    for label, key in (("exact", "exact"), (ann_label, "ann_served")):
+        by_mode = a[key] if "hybrid" in a[key] else {"hybrid": a[key]}  # older results
+        for mode, runs in by_mode.items():
+            one, many = runs["1"], runs["16"]
+            good = many["p99_ms"] <= 100 and (key == "exact" or rec[mode] >= 0.95)
+            recall = f"; recall@10 vs exact: {rec[mode]}" if key != "exact" else ""
+            cpu = (f", server CPU {many['cpu_ms_per_query']} ms/query"
+                   if "cpu_ms_per_query" in many else "")
+            rows.append(
+                f"| `freshrag serve` /search ({mode}), {a['chunks']} chunks (harness-filled: "
+                f"vectors sampled around {a['seeds']} real embeddings), {a['queries']} FAQ "
+                f"questions, {label} | 1 client p50 {one['p50_ms']} / p99 {one['p99_ms']} ms; "
+                f"16 clients p50 {many['p50_ms']} / p99 **{many['p99_ms']} ms**, "
+                f"{many['qps']} q/s (in the server at 16: embed p50 {many['embed_p50_ms']} ms, "
+                f"index p50 {many['index_p50_ms']} / p99 {many['index_p99_ms']} ms{cpu})"
+                f"{recall} | p99 ≤ 100 ms at 16, recall@10 ≥ 0.95 | {_ok(good)} |")
     return rows
 
 
@@ -153,6 +184,16 @@ def _quality_rows(q: dict[str, Any]) -> list[str]:
             f"| retrieval, {name}: {c['questions']} FAQ questions over {c['pages']} pages, "
             f"recall@5 / MRR@10 | {sides} | hybrid recall@5 ≥ best single side | "
             f"{_ok(ret['hybrid']['recall@5'] >= best_single)} |")
+    for name, c in corpora:
+        if "vs_torch" not in c:
+            continue
+        ours, torch = c["retrieval"], c["vs_torch"]
+        delta = max(abs(ours[m]["recall@5"] - torch[m]["recall@5"]) for m in ("hybrid", "vector"))
+        pairs = ", ".join(f"{m} {ours[m]['recall@5']} vs {torch[m]['recall@5']}"
+                          for m in ("hybrid", "vector", "keyword"))
+        lines.append(
+            f"| retrieval, {name}: the default embedding backend vs torch (each its own home), "
+            f"recall@5 | {pairs} | within 0.01 | {_ok(delta <= 0.01)} |")
     for name, c in corpora:
         lines += [
             f"| chunks, {name}: per MB of HTML, median size vs target (words × 1.3) | "

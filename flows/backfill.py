@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import math
-import os
-import signal
-import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,21 +15,26 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from connectors import SourceError
+from flows.driver import interruptible, one_line, prefect_api
 from flows.engines import engine_for
 from freshrag.chunk import chunk
+from freshrag.embed import vectors_for
 from freshrag.engine import BATCH_DOCS, Engine
-from freshrag.lock import BACKFILL, RUN_MARK, SourceBusy, backfill_running, held, lane
+from freshrag.lock import BACKFILL, RUN_MARK, SourceBusy, held, lane
 from freshrag.model import Element, Item, SyncReport, content_hash
 from freshrag.parse import ParseError
 
 log = logging.getLogger("freshrag.backfill")
 RANGE_WAIT_S = 3600.0  # a range waits this long for live changes to let it write
-EPHEMERAL_START_S = 180  # a loaded machine starts Prefect's temporary server slowly
+NO_WORKER_S = 60.0  # a cluster without a worker this long: the backfill stops (Dask would wait)
 RANGES_PER_WORKER = 4  # enough ranges that a slow one does not leave a worker idle
+# this module as the process loaded it: a cluster's long-lived workers must run the same code
+CODE = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
 
 
 class BackfillError(RuntimeError):
-    """A backfill cannot start (no cluster at the address, one already running); one line."""
+    """A backfill cannot start (no cluster at the address, a worker of it that cannot run the
+    ranges, one already running); one line."""
 
 
 # planning ---------------------------------------------------------------------------------------
@@ -69,19 +71,6 @@ def plan(engine: Engine, source: str, workers: int, size: int | None = None) -> 
     return [ordered[i:i + size] for i in range(0, len(ordered), size)]
 
 
-def live_keys(engine: Engine, source: str) -> list[str] | None:
-    """For the watcher's rescan of `source` while a backfill of it runs: only the documents
-    already indexed that changed or left (the rest are the backfill's ranges). None: no
-    backfill in flight, rescan in full."""
-    if backfill_running(engine.ledger, source) is None:
-        return None
-    known = engine.ledger.fingerprints(source)
-    keys = [c.key for c in engine.source(source).scan(known) if c.key in known]
-    log.info("%s: a backfill is in flight; the rescan takes the %d indexed document(s) that "
-             "changed, the backfill the rest", source, len(keys))
-    return keys
-
-
 # one range, in a worker -----------------------------------------------------------------------
 class _Memo:
     """The engine's parser, remembering each range's parses so the write step (under the
@@ -110,9 +99,9 @@ def _memo(engine: Engine) -> _Memo:
     return engine.parser
 
 
-def warm(engine: Engine, source: str, keys: list[str]) -> int:
-    """Read, parse, chunk and embed a range into the vector cache, without the source's lock
-    (nothing is written to the index); returns the chunks embedded."""
+def pending(engine: Engine, source: str, keys: list[str]) -> dict[str, str]:
+    """Read, parse (remembered for the write) and chunk a range: the chunks whose vectors the
+    ledger's cache lacks, hash -> text."""
     src, memo = engine.source(source), _memo(engine)
     wanted: dict[str, str] = {}
     for cand in src.candidates(keys):
@@ -124,18 +113,25 @@ def warm(engine: Engine, source: str, keys: list[str]) -> int:
         except (SourceError, ParseError):
             continue  # the locked step meets it again and records it
         wanted.update((c.hash, c.text) for c in chunks)
-    model = engine.embedder.model_id
-    misses = [h for h in wanted if h not in engine.ledger.cached_vectors(model, wanted)]
-    if misses:
-        vectors = engine.embedder.embed([wanted[h] for h in misses])
-        engine.ledger.cache_vectors(model, dict(zip(misses, vectors, strict=True)))
-    return len(misses)
+    cached = engine.ledger.cached_vectors(engine.embedder.model_id, wanted)
+    return {h: t for h, t in wanted.items() if h not in cached}
 
 
-def sync_range(engine: Engine, source: str, keys: list[str]) -> SyncReport:
-    """One range: the expensive part unlocked, then the engine's own keyed sync (which takes
-    the source's lock, in the backfill lane, for the write alone)."""
-    embedded = warm(engine, source, keys)
+def warm(engine: Engine, source: str, keys: list[str]) -> int:
+    """Read, parse, chunk and embed a range into the vector cache, without the source's lock
+    (nothing is written to the index); returns the chunks embedded."""
+    report = SyncReport()
+    vectors_for(engine.embedder, engine.ledger, pending(engine, source, keys), report)
+    return report.embedded
+
+
+def sync_range(engine: Engine, source: str, keys: list[str],
+               embedded: int | None = None) -> SyncReport:
+    """One range: the expensive part unlocked (unless a GPU worker already embedded the
+    range's `embedded` chunks), then the engine's own keyed sync (which takes the source's
+    lock, in the backfill lane, for the write alone)."""
+    if embedded is None:
+        embedded = warm(engine, source, keys)
     refresh = getattr(engine.index, "refresh", None)
     if refresh is not None:  # see what other processes wrote since this worker's last range
         refresh()
@@ -143,8 +139,9 @@ def sync_range(engine: Engine, source: str, keys: list[str]) -> SyncReport:
     try:
         with lane(BACKFILL):
             report = engine.sync(source, keys)
-    finally:
-        _memo(engine).done.clear()
+    finally:  # this range's parses only: another range of this worker may be between steps
+        memo, done = _memo(engine), set(keys)
+        memo.done = {k: v for k, v in memo.done.items() if k[0] not in done}
     report.embedded, report.reused = report.embedded + embedded, report.reused - embedded
     return report
 
@@ -158,11 +155,25 @@ def _retryable(task: Any, task_run: Any, state: Any) -> bool:
 @task(name="backfill-range", task_run_name="range {label} of {source}", retries=2,
       retry_delay_seconds=[1, 5], retry_condition_fn=_retryable, cache_policy=NO_CACHE)
 def backfill_range(source: str, keys: list[str], label: str, config: str | None = None,
-                   home: str | None = None) -> SyncReport:
-    """Sync one key range in this worker process (its engine, and model, built once)."""
+                   home: str | None = None, gpu: bool = False) -> SyncReport:
+    """Sync one key range in this worker process (its engine, and model, built once); with
+    `gpu`, a GPU worker of the cluster embeds the range's chunks."""
     engine, lock = engine_for(config, home)
+    if not gpu:
+        with lock:
+            return sync_range(engine, source, keys)
+    from flows.cluster import embed_remote
+
     with lock:
-        return sync_range(engine, source, keys)
+        misses = pending(engine, source, keys)
+    # not under the engine's lock: while this range waits, this worker may run another one
+    done = embed_remote(config, home, misses, f"{source}-{label}") if misses else None
+    embedded = done[1] if done else (None if misses else 0)  # None: no GPU worker left
+    with lock:
+        report = sync_range(engine, source, keys, embedded)
+    if done is not None:
+        get_run_logger().info("%d chunk(s) embedded on GPU worker %s", done[1], done[0])
+    return report
 
 
 # the flow ---------------------------------------------------------------------------------------
@@ -199,111 +210,37 @@ def _close(local: Any) -> None:
     local.close()
 
 
-def check_address(address: str, timeout_s: float = 10.0) -> None:
-    """Raise BackfillError unless a Dask scheduler answers at `address`."""
-    from distributed import Client
-
-    try:
-        with Client(address, timeout=timeout_s, set_as_default=False):
-            return
-    except (OSError, TimeoutError, ValueError, TypeError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise BackfillError(f"--cluster {address}: no Dask scheduler answers there "
-                            f"({reason})") from exc
-
-
-@contextlib.contextmanager
-def prefect_api() -> Iterator[str]:
-    """The Prefect API the flow and every worker report to: PREFECT_API_URL, else one
-    temporary server started here (Prefect's ephemeral mode would start one per worker
-    process), which the worker processes inherit."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    url = PREFECT_API_URL.value()
-    if url:
-        yield url
-        return
-    from prefect.server.api.server import SubprocessASGIServer
-
-    server = SubprocessASGIServer()
-    server.start(timeout=EPHEMERAL_START_S)
-    os.environ["PREFECT_API_URL"] = server.api_url
-    try:
-        with temporary_settings({PREFECT_API_URL: server.api_url}):
-            yield server.api_url
-    finally:
-        os.environ.pop("PREFECT_API_URL", None)
-        server.stop()
-
-
-def _children(pid: int) -> list[int]:
-    """Every living descendant of `pid` (Linux /proc), deepest first."""
-    kids: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            kids.setdefault(int(stat.read_text().rsplit(")", 1)[1].split()[1]), []).append(
-                int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in kids.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out[::-1]
-
-
-@contextlib.contextmanager
-def _interruptible() -> Iterator[None]:
-    """Ctrl-C (or SIGTERM) during a backfill: stop every process it started (the workers,
-    their parse children, Prefect's temporary server) and exit 130. Raising through Prefect's
-    and Dask's threads instead can leave the command waiting on them."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def stop(signum: int, frame: Any) -> None:
-        print("freshrag: backfill interrupted; stopping its workers (the ranges written are "
-              "kept, the next sync does the rest)", file=sys.stderr, flush=True)
-        procs = _children(os.getpid())
-        for sig, pause in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 0.0)):
-            for pid in procs:
-                with contextlib.suppress(OSError):
-                    os.kill(pid, sig)
-            deadline = time.monotonic() + pause
-            while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists()
-                                                      for p in _children(os.getpid())):
-                time.sleep(0.1)
-            for pid in procs:  # reap our own children
-                with contextlib.suppress(OSError):
-                    os.waitpid(pid, os.WNOHANG)
-        os._exit(130)
-
-    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
 def run(source: str, workers: int | None = None, address: str | None = None,
         config: str | None = None, home: str | None = None) -> SyncReport:
     """The backfill of `source`: a Prefect flow whose range tasks run on Dask."""
-    if address:
-        check_address(address)
-    with _interruptible(), prefect_api(), cluster(workers, address) as runner:
+    with interruptible(), one_line(BackfillError), contextlib.ExitStack() as stack:
+        gpus: list[str] = []
+        if address:  # refused before a Prefect server starts when the cluster cannot do it
+            from flows.cluster import checked, connected, reporting_to
+
+            client = stack.enter_context(connected(address))
+            gpus = checked(client, address, config, home, source)
+        api_url = stack.enter_context(prefect_api(_home(config, home) / "prefect-server.log"))
+        if address:
+            stack.enter_context(reporting_to(client, address, api_url))
+        runner = stack.enter_context(cluster(workers, address))
         report: SyncReport = backfill.with_options(task_runner=runner)(
-            source, workers or 2, config, home)
+            source, workers or 2, config, home, gpus)
         return report
+
+
+def _home(config: str | None, home: str | None) -> Path:
+    from flows.engines import settings_of
+
+    return Path(settings_of(config, home).home)
 
 
 @flow(name="freshrag-backfill", flow_run_name="backfill {source}", log_prints=True)
 def backfill(source: str, workers: int = 2, config: str | None = None,
-             home: str | None = None) -> SyncReport:
+             home: str | None = None, gpus: list[str] | None = None) -> SyncReport:
     """A full sync of `source` in key ranges on the flow's task runner, then one short full
-    reconcile (what changed meanwhile; the source's cursor, signature and state)."""
+    reconcile (what changed meanwhile; the source's cursor, signature and state). With
+    `gpus` (workers declaring a GPU), those embed every range's chunks."""
     logger = get_run_logger()
     started = time.time()
     engine, lock = engine_for(config, home)
@@ -313,10 +250,12 @@ def backfill(source: str, workers: int = 2, config: str | None = None,
             ranges = plan(engine, source, workers)
         logger.info("%s: %d document(s) in %d range(s)", source, sum(map(len, ranges)),
                     len(ranges))
-        futures = [backfill_range.submit(source, keys, f"{n}/{len(ranges)}", config, home)
-                   for n, keys in enumerate(ranges, 1)]
+        if gpus:
+            logger.info("%s: the GPU worker(s) %s embed every range", source, ", ".join(gpus))
+        futures = [backfill_range.submit(source, keys, f"{n}/{len(ranges)}", config, home,
+                                         bool(gpus)) for n, keys in enumerate(ranges, 1)]
         for n, fut in enumerate(futures, 1):
-            part = fut.result()
+            part = _result(fut)
             report.merge(part)
             logger.info("%s: range %d/%d done (%d chunk(s) written)", source, n, len(ranges),
                         part.written)
@@ -333,6 +272,28 @@ def backfill(source: str, workers: int = 2, config: str | None = None,
     logger.info("%s backfilled: %d chunk(s) written in %.1f s", source, report.written,
                 report.seconds)
     return report
+
+
+def _result(fut: Any) -> SyncReport:
+    """A range's report; BackfillError when the cluster has had no worker for NO_WORKER_S
+    (Dask would wait for one forever)."""
+    client: Any = getattr(getattr(fut, "wrapped_future", None), "client", None)
+    alone_since: float | None = None
+    while True:
+        try:
+            part: SyncReport = fut.result(timeout=None if client is None else 5)
+            return part
+        except TimeoutError:
+            if client is None:
+                raise
+        if client.scheduler_info(n_workers=-1)["workers"]:
+            alone_since = None
+            continue
+        alone_since = alone_since or time.monotonic()
+        if time.monotonic() - alone_since > NO_WORKER_S:
+            raise BackfillError(f"the Dask cluster at {client.scheduler.address} has had no "
+                                f"worker for {NO_WORKER_S:.0f} s; the ranges written are kept, "
+                                "the next sync does the rest")
 
 
 @contextlib.contextmanager

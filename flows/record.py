@@ -63,12 +63,14 @@ class Recorder:
 
     def __init__(self, how: str, label: str, sources: list[str],
                  heartbeat_s: float = HEARTBEAT_S, session_batches: int = 1000,
-                 session_seconds: float = 3600.0, capacity: int = CAPACITY):
+                 session_seconds: float = 3600.0, capacity: int = CAPACITY,
+                 server: Any = None):
         if how not in ("task", "event"):
             raise ValueError(f"record must be task or event, not {how!r}")
         self.how, self.label, self.heartbeat_s = how, label, heartbeat_s
         self.session_batches, self.session_seconds = session_batches, session_seconds
         self.link = Link("recording in Prefect")
+        self.server = server  # flows.prefect_api.TemporaryServer to wait for, if any
         self._queue: collections.deque[Entry] = collections.deque()
         self._capacity = capacity
         self._counts = {name: _Counts() for name in sources}
@@ -98,9 +100,7 @@ class Recorder:
                 return False
             counts.recorded += 1
             if report is not None:
-                from flows.sync import summary_line
-
-                summary, payload, errors = summary_line(report), report.to_json(), report.errors
+                summary, payload, errors = report.summary(), report.to_json(), report.errors
             else:
                 summary, payload, errors = f"failed: {failure}", {}, []
             self._put(Entry(batch.source, batch.label, summary, {"keys": len(batch.keys or []),
@@ -146,6 +146,10 @@ class Recorder:
         return bool(self._queue) or self._due_heartbeat_in() == 0
 
     def _run(self) -> None:
+        if self.server is not None:  # started by the watcher just now: wait until it answers
+            reason = self.server.wait_ready()
+            if reason is not None:
+                self.link.failed(reason)
         while True:
             with self._cond:
                 while not self._has_work() and not self._closing and self.primed.is_set():

@@ -82,17 +82,10 @@ def apply(source: str, keys: list[str] | None, label: str, observed_at: float | 
     engine, lock = engine_for(config, home)
     with lock:
         report = engine.sync(source, keys, observed_at=observed_at)
-    get_run_logger().info("%s: %s", source, summary_line(report))
+    get_run_logger().info("%s: %s", source, report.summary())
     for err in report.errors[:20]:
         get_run_logger().warning("%s: %s: %s", source, err["key"], err["error"])
     return report
-
-
-def summary_line(report: SyncReport) -> str:
-    d = report.to_json()
-    docs = ", ".join(f"{v} {k}" for k, v in d["documents"].items() if v) or "no changes"
-    return (f"{docs}; chunks {report.embedded} embedded, {report.reused} reused, "
-            f"{report.written} written, {report.chunks_deleted} deleted; {report.seconds:.2f} s")
 
 
 def markdown(source: str, keys: list[str] | None, report: SyncReport,
@@ -170,6 +163,6 @@ def sync(source: str, keys: list[str] | None = None, observed_at: float | None =
     finally:
         report.seconds = time.time() - started
         create_markdown_artifact(markdown(source, keys, report, failure), key=artifact_key(source),
-                                 description=f"freshrag sync {source}: {summary_line(report)}")
-    logger.info("%s done: %s", source, summary_line(report))
+                                 description=f"freshrag sync {source}: {report.summary()}")
+    logger.info("%s done: %s", source, report.summary())
     return report.to_json()

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -21,7 +23,9 @@ from freshrag.canary import CANARY_KEY
 from freshrag.config import Settings
 from freshrag.engine import Engine
 from freshrag.index import IndexMisconfigured
+from freshrag.lock import backfill_running
 from freshrag.model import SyncReport
+from freshrag.trim import trim
 
 log = logging.getLogger("freshrag.watch")
 CHANGED = "freshrag.source.changed"  # events mode: deployment triggers turn it into sync runs
@@ -39,7 +43,9 @@ def resource(source: str) -> dict[str, str]:
 @dataclass
 class WatchOptions:
     mode: str = "local"  # local: apply in-process; events: emit freshrag.source.changed
-    record: str = "task"  # local mode: task (run per batch in a watch flow run) | event | off
+    # local mode: task (a task run per batch in a watch flow run) | event | off | auto (task
+    # when a Prefect API is configured, else off)
+    record: str = "auto"
     quiet: float = 0.1  # seconds without a change that close a batch
     max_delay: float = 1.0  # a batch never waits longer than this after its first change
     poll: float = 5.0  # seconds between polls of tables that set no poll_interval of their own
@@ -49,8 +55,8 @@ class WatchOptions:
     def __post_init__(self) -> None:
         if self.mode not in ("local", "events"):
             raise ValueError(f"mode must be local or events, not {self.mode!r}")
-        if self.record not in ("task", "event", "off"):
-            raise ValueError(f"record must be task, event or off, not {self.record!r}")
+        if self.record not in ("auto", "task", "event", "off"):
+            raise ValueError(f"record must be auto, task, event or off, not {self.record!r}")
 
 
 class Watcher:
@@ -76,6 +82,10 @@ class Watcher:
         self._startup: set[str] = set()
         self.fatal: BaseException | None = None  # a refused setting: run() stops and raises it
         self.recorder: Any = None  # flows.record.Recorder: local mode's record in Prefect
+        self.record = self.options.record  # "auto" until run() decides: task or off
+        self.server: Any = None  # flows.prefect_api.TemporaryServer: recording, no API set
+        self._api: Any = None  # flows.prefect_api.ConfiguredUrl, asked from run()'s start
+        self._opened = False
         self.outbox: Any = None  # flows.outbox.Outbox: events mode's changes until sent
         self.canaries: Any = None  # flows.canary.Canaries: local mode, sources with canary=true
 
@@ -125,7 +135,7 @@ class Watcher:
         from flows.canary import Canaries
         from flows.link import api_url
 
-        emit = self.options.record != "off" and api_url() is not None
+        emit = self.record != "off" and api_url() is not None
         self.canaries = Canaries(self.engine, self.settings, self.names, emit)
         self.canaries.start()
 
@@ -145,12 +155,13 @@ class Watcher:
         never waits for it, and an unreachable Prefect only pauses the record."""
         self._install_signals()
         try:
-            self._open_prefect()  # Prefect's own start-up overlaps the warm-up
+            self._open_prefect(wait=False)  # Prefect's own start-up overlaps the warm-up
             if self.options.mode == "local":
                 from flows.warm import warm
 
                 log.info("warmed the model, index and parser in %.1f s",
                          warm(self.engine, self.names))
+            self._open_prefect(wait=True)  # record=auto: asked beside the warm-up
             self.start()
             self.loop()
         finally:
@@ -163,24 +174,66 @@ class Watcher:
                 self._engine.close()
             raise self.fatal
 
-    def _open_prefect(self) -> None:
+    def _open_prefect(self, wait: bool) -> None:
+        """Start what writes to Prefect: the outbox (events mode) or the recorder. Whether
+        record=auto records is asked without importing Prefect here (flows/prefect_api.py);
+        with `wait` False nothing waits for that answer (run() asks again after the warm-up).
+        Recording without a configured API starts a temporary server of the watcher's own."""
+        if self._opened:
+            return
         if self.options.mode == "events":
             from flows.outbox import Outbox
 
+            self._opened = True
             self.outbox = Outbox()
             self.outbox.start()
-        elif self.options.record != "off":
-            from flows.record import Recorder
+            return
+        if self.record == "off":
+            self._opened = True
+            return
+        from flows.prefect_api import NOT_RECORDED, ConfiguredUrl, TemporaryServer
 
-            self.recorder = Recorder(self.options.record, ", ".join(self.names), self.names,
-                                     session_batches=self.options.session_batches,
-                                     session_seconds=self.options.session_seconds)
-            self.recorder.start()
+        if self._api is None:
+            self._api = ConfiguredUrl()
+        if not wait and self.record == "auto" and not self._api.known():
+            return
+        self._opened = True
+        url = self._api.url()
+        if self.record == "auto":
+            self.record = "task" if url else "off"
+            if url is None:
+                log.info(NOT_RECORDED)
+                return
+        if url is None and "prefect" not in sys.modules:  # else Prefect's own ephemeral mode
+            self.server = TemporaryServer(Path(self.settings.home) / "prefect-server.log")
+            os.environ["PREFECT_API_URL"] = self.server.start()  # read by Prefect's import
+            log.info("recording in a temporary Prefect server at %s (its log: %s); set "
+                     "PREFECT_API_URL to record in a server that outlives the watcher",
+                     self.server.url, self.server.log_path)
+        from flows.record import Recorder
+
+        self.recorder = Recorder(self.record, ", ".join(self.names), self.names,
+                                 session_batches=self.options.session_batches,
+                                 session_seconds=self.options.session_seconds,
+                                 server=self.server)
+        self.recorder.start()
 
     def _close_prefect(self) -> None:
+        """Write what is queued for Prefect, let its senders flush, stop a temporary server."""
         for part in (self.recorder, self.outbox):
             if part is not None:
                 part.close()
+        if self.options.mode == "events" or self.record == "event":
+            from prefect.events.worker import EventsWorker
+
+            EventsWorker.drain_all(timeout=10)
+        if self.server is not None:
+            from flows.link import drain_prefect
+
+            drain_prefect()  # while the server still answers
+            self.server.stop()
+            self.server = None
+            os.environ.pop("PREFECT_API_URL", None)
 
     def shutdown(self) -> None:
         if self.canaries is not None:
@@ -190,10 +243,6 @@ class Watcher:
         self.feeds.clear()
         self.tables.stop()
         self._hook.uninstall()
-        if self.options.mode == "events" or self.options.record == "event":
-            from prefect.events.worker import EventsWorker
-
-            EventsWorker.drain_all(timeout=10)
         self._restore_signals()
 
     def _install_signals(self) -> None:
@@ -220,7 +269,7 @@ class Watcher:
     def loop(self, max_batches: int | None = None, max_seconds: float | None = None) -> int:
         """Take and handle batches until stopped or a limit is reached; returns batches handled."""
         started, done = time.monotonic(), 0
-        idle_since = started
+        idle_since, trimmed = started, False
         while not self.stopping:
             self._health()
             batch = self.coalescer.take(timeout=0.25)
@@ -228,8 +277,14 @@ class Watcher:
                 self._handle(batch)
                 done += 1
                 idle_since = time.monotonic()
+                trimmed = False
             elif time.monotonic() - idle_since >= TIDY_AFTER_IDLE_S:
                 self._tidy()
+                if not trimmed:  # what the batches freed goes back to the system, once
+                    if self._engine is not None:  # the runtime's buffers for its largest batch
+                        getattr(self._engine.embedder, "trim", lambda: None)()
+                    trim()
+                    trimmed = True
                 idle_since = time.monotonic()
             if self.canaries is not None:
                 self.canaries.tick(self.ready.is_set())
@@ -298,7 +353,7 @@ class Watcher:
                 metrics.observe_batch(batch.source, batch.first, report, startup)
             # each batch is logged once; polls that changed nothing only at debug level
             level = logging.INFO if (startup or changed(report)) and not own else logging.DEBUG
-            log.log(level, "%s (%s): %s", batch.source, batch.label, _line(report))
+            log.log(level, "%s (%s): %s", batch.source, batch.label, report.summary())
             if self.recorder is not None and not own:
                 self.recorder.submit(batch, report, startup=startup)
         self.batches += 1
@@ -316,10 +371,21 @@ class Watcher:
         A rescan while a backfill of the source runs leaves the unindexed rest to it."""
         keys = batch.keys
         if keys is None:
-            from flows.backfill import live_keys
-
             keys = live_keys(self.engine, batch.source)
         return self.engine.sync(batch.source, keys, observed_at=batch.cut)
+
+
+def live_keys(engine: Engine, source: str) -> list[str] | None:
+    """For a rescan of `source` while a backfill of it runs: only the documents already
+    indexed that changed or left (the rest are the backfill's ranges). None: no backfill in
+    flight, rescan in full."""
+    if backfill_running(engine.ledger, source) is None:
+        return None
+    known = engine.ledger.fingerprints(source)
+    keys = [c.key for c in engine.source(source).scan(known) if c.key in known]
+    log.info("%s: a backfill is in flight; the rescan takes the %d indexed document(s) that "
+             "changed, the backfill the rest", source, len(keys))
+    return keys
 
 
 def changed(report: SyncReport) -> bool:
@@ -327,8 +393,3 @@ def changed(report: SyncReport) -> bool:
     return any((report.added, report.updated, report.deleted, report.renamed, report.failed,
                 report.written, report.chunks_deleted))
 
-
-def _line(report: SyncReport) -> str:
-    from flows.sync import summary_line
-
-    return summary_line(report)

@@ -16,7 +16,8 @@ WorkersOpt = Annotated[int | None, typer.Option(
     "processes of a local Dask cluster (Prefect tasks; needs the dask extra).")]
 ClusterOpt = Annotated[str | None, typer.Option(
     "--cluster", help="Backfill on the Dask scheduler at ADDRESS (tcp://host:8786) instead "
-    "of a local cluster.")]
+    "of a local cluster: workers started with `dask worker ADDRESS`; one started with "
+    "`--resources GPU=1` embeds for the others.")]
 
 
 def backfill(settings: Settings, names: list[str], workers: int | None, cluster: str | None,

@@ -52,7 +52,7 @@ def check_model(settings: Settings) -> None:
 
 def check_clients(settings: Settings) -> None:
     """Every API client's key is there (key_env set, no key shared) before serving starts."""
-    from freshrag.config import client_keys
+    from freshrag.config_api import client_keys
 
     try:
         client_keys(settings)

@@ -28,6 +28,7 @@ class WatchMode(StrEnum):
 
 
 class Record(StrEnum):
+    auto = "auto"
     task = "task"
     event = "event"
     off = "off"
@@ -39,7 +40,9 @@ ModeOpt = Annotated[WatchMode, typer.Option(
     "events for deployment triggers (workers run the sync flow).")]
 RecordOpt = Annotated[Record, typer.Option(
     "--record", help="local mode: record each batch in Prefect as a task run of a watch flow "
-    "run (task), as an event (event), or not at all (off).")]
+    "run (task), as an event (event), or not at all (off); auto: task when a Prefect API is "
+    "configured (PREFECT_API_URL or the Prefect profile), else off. task or event without a "
+    "configured API start a temporary local Prefect server.")]
 QuietOpt = Annotated[int, typer.Option("--quiet-ms", min=1, help="A batch closes after this "
                                        "long without a change.")]
 MaxDelayOpt = Annotated[int, typer.Option("--max-delay-ms", min=1, help="A batch never waits "
@@ -87,7 +90,7 @@ def _expose(watcher: Any, local: bool) -> None:
 
 
 def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
-          record: RecordOpt = Record.task, quiet_ms: QuietOpt = 100,
+          record: RecordOpt = Record.auto, quiet_ms: QuietOpt = 100,
           max_delay_ms: MaxDelayOpt = 1000, poll: PollOpt = 5.0, folder: FolderOpt = None,
           metrics_port: Annotated[int | None, typer.Option(
               "--metrics-port", min=0, max=65535,
@@ -143,11 +146,11 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
            "--host", help="API address.")] = "127.0.0.1",
        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="API port.")] = 8000,
        api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the search API.")] = True,
-       record: RecordOpt = Record.task, quiet_ms: QuietOpt = 100,
+       record: RecordOpt = Record.auto, quiet_ms: QuietOpt = 100,
        max_delay_ms: MaxDelayOpt = 1000, folder: FolderOpt = None,
        config: ConfigOpt = None, home: HomeOpt = None) -> None:
-    """Everything a laptop needs: the local watcher, and the search API beside it. Prefect is
-    ephemeral unless PREFECT_API_URL is set."""
+    """Everything a laptop needs: the local watcher, and the search API beside it. Batches are
+    recorded in Prefect when an API is configured (see --record)."""
     settings = settings_for(config, home, folder)
     if api:
         check_clients(settings)

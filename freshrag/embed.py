@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from freshrag.config import ModelConfig
     from freshrag.ledger import Ledger
+    from freshrag.model import SyncReport
 
 DEFAULT_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
 
@@ -59,12 +61,50 @@ def default_cache_dir() -> Path:
 
 def make_embedder(model: ModelConfig) -> Embedder:
     """The configured backend; only the torch one imports torch (when it first embeds)."""
-    if model.backend == "onnx":
+    cache = model.cache_dir or default_cache_dir()
+    if model.backend == "openvino" and not (model.device != "cpu" and cuda_onnxruntime()):
+        from freshrag.embed_openvino import OpenVinoEmbedder
+
+        return OpenVinoEmbedder(model.name, model.batch_size, model.device, model.precision,
+                                cache)
+    if model.backend in ("onnx", "openvino"):  # openvino with a GPU: onnxruntime's CUDA, fp32
+        precision = model.precision if model.backend == "onnx" else "fp32"
         from freshrag.embed_onnx import OnnxEmbedder
 
-        return OnnxEmbedder(model.name, model.batch_size, model.device, model.precision,
-                            model.cache_dir or default_cache_dir())
+        return OnnxEmbedder(model.name, model.batch_size, model.device, precision, cache)
     return SentenceTransformerEmbedder(model.name, model.batch_size, model.device)
+
+
+def cuda_onnxruntime() -> bool:
+    """onnxruntime-gpu is installed and sees a CUDA device (checked without importing
+    onnxruntime when the GPU build is not installed: the common case)."""
+    from importlib import metadata
+
+    try:
+        metadata.version("onnxruntime-gpu")
+    except metadata.PackageNotFoundError:
+        return False
+    import onnxruntime
+
+    return "CUDAExecutionProvider" in onnxruntime.get_available_providers()
+
+
+def vectors_for(embedder: Embedder, ledger: Ledger, wanted: dict[str, str],
+                report: SyncReport) -> dict[str, list[float]]:
+    """Vectors for chunk hashes (hash -> text): the ledger's cache first, keyed by the model's
+    identity; only misses reach the model, and go into the cache."""
+    model = embedder.model_id
+    vectors = ledger.cached_vectors(model, wanted)
+    report.reused += len(vectors)
+    misses = [h for h in wanted if h not in vectors]
+    if misses:
+        began = time.perf_counter()
+        fresh = dict(zip(misses, embedder.embed([wanted[h] for h in misses]), strict=True))
+        report.embed_seconds += time.perf_counter() - began
+        ledger.cache_vectors(model, fresh)
+        vectors.update(fresh)
+        report.embedded += len(misses)
+    return vectors
 
 
 def prepare(embedder: Embedder) -> None:

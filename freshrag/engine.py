@@ -16,7 +16,8 @@ from freshrag import canary, metrics
 from freshrag.chunk import CHUNKER_VERSION, ChunkSizes, chunk
 from freshrag.clean import CLEAN_VERSION
 from freshrag.config import Settings
-from freshrag.embed import Embedder, check_vectors, make_embedder, vector_model
+from freshrag.diff import DocDiff, diff
+from freshrag.embed import Embedder, check_vectors, make_embedder, vector_model, vectors_for
 from freshrag.index import Index, IndexUnavailable, open_index
 from freshrag.ledger import DocState, Ledger
 from freshrag.lock import LeaseLock, held
@@ -27,9 +28,7 @@ from freshrag.model import (
     Hit,
     Item,
     Mode,
-    Record,
     SyncReport,
-    chunk_id,
     content_hash,
 )
 from freshrag.parse import ParseError, Parser
@@ -59,9 +58,7 @@ class _Pending:
     chunks: list[Chunk]
     prev: DocState | None
     renamed_from: str | None = None
-    records: list[Record] = field(default_factory=list)
-    stale: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)  # unchanged chunks whose properties changed
+    diff: DocDiff = field(default_factory=DocDiff)
 
 
 @dataclass
@@ -386,30 +383,13 @@ class Engine:
         wanted: dict[str, str] = {}  # chunk hash -> text, for records that must be written
         for p in batch:
             existing = self._retry(partial(self.index.ids_for, source, p.item.key))
-            seen: dict[str, int] = {}
-            new_ids = []
-            for c in p.chunks:
-                n = seen.get(c.hash, 0)
-                seen[c.hash] = n + 1
-                cid = chunk_id(source, p.item.key, c.hash, n)
-                new_ids.append(cid)
-                if cid in existing and not run.reembed:
-                    if p.prev is None or p.prev.meta_hash != p.meta_hash:
-                        p.kept.append(cid)  # the same chunk, other metadata or readers
-                else:
-                    wanted[c.hash] = c.text
-                    p.records.append(Record(
-                        id=cid, vector=[], text=c.text, source=source, doc_key=p.item.key,
-                        chunk_hash=c.hash, ordinal=c.ordinal, title=c.title or p.item.title,
-                        location=p.item.location, page=c.page,
-                        source_modified_at=p.item.modified_at, indexed_at=now,
-                        metadata=p.item.metadata, readers=list(p.item.readers)))
-            keep = set(new_ids)
-            p.stale = [i for i in existing if i not in keep]
-        vectors = self._vectors(wanted, report)
+            changed = p.prev is None or p.prev.meta_hash != p.meta_hash
+            p.diff = diff(source, p.item, p.chunks, existing, changed, run.reembed, now)
+            wanted.update((r.chunk_hash, r.text) for r in p.diff.records)
+        vectors = vectors_for(self.embedder, self.ledger, wanted, report)
         lock.check()
         self.ledger.mark_intents(source, [p.item.key for p in batch])
-        records = [r for p in batch for r in p.records]
+        records = [r for p in batch for r in p.diff.records]
         for r in records:
             r.vector = vectors[r.chunk_hash]
         for i in range(0, len(records), BATCH_CHUNKS):
@@ -417,40 +397,24 @@ class Engine:
             self._retry(partial(self.index.upsert, part))
         self._writes_since_optimize += len(records)
         for p in batch:
-            if p.kept:
-                self._retry(partial(self.index.update_metadata, p.kept, p.item.metadata,
+            if p.diff.kept:
+                self._retry(partial(self.index.update_metadata, p.diff.kept, p.item.metadata,
                                     p.item.modified_at, p.item.readers))
-        stale = [i for p in batch for i in p.stale]
+        stale = [i for p in batch for i in p.diff.stale]
         if stale:
             self._retry(partial(self.index.delete, stale))
         self.ledger.put_many([DocState(
             source, p.item.key, p.item.fingerprint, p.hash, [c.hash for c in p.chunks],
             p.item.modified_at, now, p.meta_hash) for p in batch])
         for p in batch:
-            report.written += len(p.records)
-            report.chunks_deleted += len(p.stale)
+            report.written += len(p.diff.records)
+            report.chunks_deleted += len(p.diff.stale)
             if p.renamed_from:
                 report.renamed += 1
             elif p.prev is None:
                 report.added += 1
             else:
                 report.updated += 1
-
-    def _vectors(self, wanted: dict[str, str], report: SyncReport) -> dict[str, list[float]]:
-        """Vectors for chunk hashes: the cache first, the model only for misses."""
-        model = self.embedder.model_id
-        vectors = self.ledger.cached_vectors(model, wanted)
-        report.reused += len(vectors)
-        misses = [h for h in wanted if h not in vectors]
-        if misses:
-            began = time.perf_counter()
-            fresh = dict(zip(misses, self.embedder.embed([wanted[h] for h in misses]),
-                             strict=True))
-            report.embed_seconds += time.perf_counter() - began
-            self.ledger.cache_vectors(model, fresh)
-            vectors.update(fresh)
-            report.embedded += len(misses)
-        return vectors
 
     def _retry(self, fn: Callable[[], Any]) -> Any:
         # IndexMisconfigured is neither: a refused setting propagates at once, never retried.

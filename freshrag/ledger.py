@@ -27,8 +27,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError
 
+from freshrag.filelock import file_lock
 from freshrag.model import Fingerprint
 
 metadata = MetaData()
@@ -153,34 +153,34 @@ class Ledger:
             self.engine = create_engine(url, pool_pre_ping=True)
         self.url = url
         self._create_tables()
-        if self.engine.dialect.name == "sqlite":
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
-
-    def _add_perm(self) -> None:
-        """A ledger from before readers were captured gets the `perm` column (empty: a posix
-        source's next scan sees every file as changed, and re-writes readers, no re-embed)."""
-        from sqlalchemy import inspect
-
-        have = {c["name"] for c in inspect(self.engine).get_columns("freshrag_documents")}
-        if "perm" not in have:
-            with self.engine.begin() as conn:
-                conn.exec_driver_sql("ALTER TABLE freshrag_documents ADD COLUMN perm "
-                                     "VARCHAR(32) NOT NULL DEFAULT ''")
 
     def _create_tables(self) -> None:
-        # Two processes opening a new ledger at once race between "does the table exist?" and
-        # CREATE TABLE; the loser sees "already exists" (SQLite) or a duplicate pg_type row
-        # (Postgres). Checking again then finds the winner's tables.
-        for attempt in range(3):
-            try:
-                metadata.create_all(self.engine)
-                self._add_perm()
-                return
-            except (OperationalError, ProgrammingError, IntegrityError) as exc:
-                if attempt == 2 or not any(s in str(exc).lower() for s in (
-                        "already exists", "duplicate key", "pg_type", "duplicate column")):
-                    raise
+        """Create what is missing, one process at a time: processes opening a new ledger at
+        once would otherwise race between "does the table exist?" and CREATE TABLE."""
+        if self.engine.dialect.name == "sqlite":
+            db = Path(self.url.removeprefix("sqlite:///"))
+            with file_lock(db.with_name(db.name + ".lock")):
+                with self.engine.begin() as conn:
+                    self._create(conn)
+                with self.engine.begin() as conn:
+                    conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        else:
+            with self.engine.begin() as conn:
+                if self.engine.dialect.name == "postgresql":  # held until this commit
+                    conn.exec_driver_sql("SELECT pg_advisory_xact_lock(7226519101)")
+                self._create(conn)
+
+    @staticmethod
+    def _create(conn: Connection) -> None:
+        from sqlalchemy import inspect
+
+        metadata.create_all(conn)
+        # a ledger from before readers were captured gets the `perm` column (empty: a posix
+        # source's next scan sees every file as changed, and re-writes readers, no re-embed)
+        have = {c["name"] for c in inspect(conn).get_columns("freshrag_documents")}
+        if "perm" not in have:
+            conn.exec_driver_sql("ALTER TABLE freshrag_documents ADD COLUMN perm "
+                                 "VARCHAR(32) NOT NULL DEFAULT ''")
 
     def close(self) -> None:
         self.engine.dispose()

@@ -211,6 +211,13 @@ class SyncReport:
         self.seconds += other.seconds
         self.embed_seconds += other.embed_seconds
 
+    def summary(self) -> str:
+        """One line: the documents' counts, the chunks', the seconds (the watcher's log)."""
+        docs = ", ".join(f"{v} {k}" for k, v in self.to_json()["documents"].items() if v)
+        return (f"{docs or 'no changes'}; chunks {self.embedded} embedded, {self.reused} "
+                f"reused, {self.written} written, {self.chunks_deleted} deleted; "
+                f"{self.seconds:.2f} s")
+
     def to_json(self) -> dict[str, Any]:
         return {
             "documents": {

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import os
 import re
 import sys
+import types
+from array import array
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 # unstructured asks the tagger one question: does a short line contain a verb (then it is
@@ -67,6 +72,56 @@ def offline_pipeline() -> Any:
     return nlp
 
 
+class SortedWords:
+    """`word in words` for the lines of a word file, as exact as a set of them, in ~8 MB, read
+    on the first lookup: unstructured holds its 427,000 English words as a set and a list of
+    str objects (~55 MB of a parse process), and consults them only with its language checks
+    on (UNSTRUCTURED_LANGUAGE_CHECKS=true)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._text = ""
+        self._starts: array[int] | None = None
+
+    def _load(self) -> array[int]:
+        if self._starts is None:
+            words = sorted(set(self.path.read_text().split("\n")))
+            self._text = "\n".join(words) + "\n"
+            self._starts = array("I", itertools.accumulate(
+                (len(w) + 1 for w in words[:-1]), initial=0))
+        return self._starts
+
+    def __len__(self) -> int:
+        return len(self._load())
+
+    def __getitem__(self, i: int) -> str:
+        start = self._load()[i]
+        return self._text[start:self._text.index("\n", start)]
+
+    def __contains__(self, word: object) -> bool:
+        if not isinstance(word, str):
+            return False
+        i = bisect.bisect_left(self, word)  # type: ignore[call-overload]
+        return i < len(self) and self[i] == word
+
+
+def _compact_english_words() -> None:
+    """unstructured.nlp.english_words with its word set as a SortedWords (same members), put in
+    place before unstructured imports it; left alone if its word file is not where it was."""
+    import unstructured.nlp
+
+    name = "unstructured.nlp.english_words"
+    path = Path(unstructured.nlp.__file__).parent / "english-words.txt"
+    if name in sys.modules or not path.is_file():
+        return
+    module = types.ModuleType(name)
+    module.ENGLISH_WORDS_FILE = str(path)  # type: ignore[attr-defined]
+    module.ADDITIONAL_ENGLISH_WORDS = []  # type: ignore[attr-defined]
+    module.ENGLISH_WORDS = SortedWords(path)  # type: ignore[attr-defined]
+    sys.modules[name] = module
+    unstructured.nlp.english_words = module  # type: ignore[attr-defined]
+
+
 def install() -> None:
     """Point unstructured's tokenizer at the offline pipeline (idempotent).
 
@@ -81,6 +136,7 @@ def install() -> None:
         os.environ.setdefault(name, "1")
     with _without_torch():
         import spacy  # noqa: F401  (imported first under the guard: thinc then skips torch)
+        _compact_english_words()
         from unstructured.nlp import tokenize
 
     loader = getattr(tokenize, "_load_spacy_model", None)

@@ -6,6 +6,7 @@ import importlib
 import json
 import os
 import pickle
+import select
 import signal
 import struct
 import subprocess
@@ -15,8 +16,10 @@ from typing import IO, Any
 
 from freshrag.model import Element, Item
 from freshrag.parse import ParseError
+from freshrag.trim import trim
 
 _HEADER = struct.Struct(">Q")
+IDLE_TRIM_S = 1.0  # no item for this long after a parse: trim the heap
 
 
 def _send(out: IO[bytes], value: Any) -> None:
@@ -129,7 +132,7 @@ class IsolatedParser:
                 proc.wait()
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Linux: the kernel kills this child when its parent dies (a kill -9 leaves no orphan)."""
     try:
         import ctypes
@@ -140,7 +143,7 @@ def _die_with_parent() -> None:
 
 
 def main() -> None:
-    _die_with_parent()
+    die_with_parent()
     # Ctrl-C reaches the whole process group: the parent decides when this child stops.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if os.getppid() == 1:
@@ -151,8 +154,13 @@ def main() -> None:
     inp = sys.stdin.buffer
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)  # whatever a library prints goes to stderr, never into the protocol
+    trimmed = False
     while True:
+        if not trimmed and not select.select([inp], [], [], IDLE_TRIM_S)[0]:
+            trim()  # idle: what the parses freed goes back to the system
+            trimmed = True
         item = _recv(inp)
+        trimmed = False
         if item is None:
             return
         prepare = getattr(parser, "prepare", None)

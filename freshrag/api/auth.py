@@ -11,7 +11,8 @@ from typing import Any
 from fastapi import HTTPException
 
 from freshrag.api.schemas import SourceFreshness
-from freshrag.config import ClientConfig, Settings, check_principal, client_keys
+from freshrag.config import Settings
+from freshrag.config_api import ClientConfig, check_principal, client_keys
 from freshrag.model import EVERYONE, Filters, Hit
 
 log = logging.getLogger("freshrag.api")

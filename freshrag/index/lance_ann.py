@@ -21,11 +21,13 @@ class AnnSettings:
 
     min_rows: int = 25_000
     index_type: str = "IVF_HNSW_SQ"
-    nprobes: int = 40
+    nprobes: int = 30
     # Re-score this many times k candidates on the stored vectors (at least 1: the quantized
-    # distances are far off, e.g. 0.42 for a true 0.71, and hybrid fusion needs the real ones).
-    refine_factor: int = 1
-    ef: int = 100  # IVF_HNSW_SQ: the graph search's candidate list
+    # distances are far off, e.g. 0.42 for a true 0.71, and hybrid fusion needs the real ones;
+    # 2 lifts recall@10 from 0.972 to 0.993 at nprobes 20 for little more CPU, README: Large
+    # indexes).
+    refine_factor: int = 2
+    ef: int = 40  # IVF_HNSW_SQ: the graph search's candidate list (at least k × refine_factor)
     retrain_growth: float = 2.0  # retrain (new centroids) once rows outgrow training by this
 
 
@@ -91,7 +93,10 @@ def tune(query: Any, s: AnnSettings, ann: bool, k: int) -> Any:
     ANN, LanceDB still searches rows not yet folded into the index exactly (fast_search off)."""
     if not ann:
         return query.bypass_vector_index()
-    query = query.nprobes(s.nprobes).refine_factor(max(1, s.refine_factor))
+    refine = max(1, s.refine_factor)
+    query = query.nprobes(s.nprobes).refine_factor(refine)
     if "HNSW" in s.index_type:
-        query = query.ef(max(s.ef, k))  # LanceDB refuses an ef below k
+        # The graph search gathers k × refine candidates to re-score; LanceDB refuses an ef
+        # below that number.
+        query = query.ef(max(s.ef, k * refine))
     return query

@@ -384,7 +384,8 @@ class WeaviateIndex:
             deep = [h for h in raw if self._matches(h, filters)]
             # the server's best for each term alone (the filters narrow, never raise it)
             ceiling = keyword_ceiling(text, lambda term: next(
-                (h.score for h in self._bm25(col, term, 1, where)), 0.0), MOST_TERMS, raw)
+                (h.score for h in self._bm25(col, term, 1, where)), 0.0), MOST_TERMS,
+                raw[0].score if raw else None)
         return fuse_union(by_vector, deep, pool, vec, self.vectors, alpha, ceiling,
                           deep_full=full)
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from freshrag.api import create_app
 from freshrag.api.auth import Authenticator
-from freshrag.config import ConfigError, SourceConfig, client_keys, load_settings
+from freshrag.config import ConfigError, SourceConfig, load_settings
+from freshrag.config_api import client_keys
 from tests.e2e.userpath import FRESHRAG, user_env
 
 CLIENTS = """

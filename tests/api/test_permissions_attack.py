@@ -21,7 +21,7 @@ from starlette.routing import Mount, Route
 
 from freshrag.api import create_app
 from freshrag.api.settings import ApiSettings
-from freshrag.config import ApiConfig, ClientConfig
+from freshrag.config_api import ApiConfig, ClientConfig
 from freshrag.embed import SentenceTransformerEmbedder
 from freshrag.engine import Engine
 from tests.conftest import folder_settings

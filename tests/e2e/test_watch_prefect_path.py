@@ -101,7 +101,12 @@ def test_noop_polls_make_no_task_runs(project: Project, tmp_path: Path) -> None:
     project.write_config("\n".join(blocks))
     with prefect_server(tmp_path) as (_, env):
         url = env["PREFECT_API_URL"]
-        project.env["PREFECT_API_URL"] = url
+        # the API set in the active Prefect profile, not the environment: --record auto (the
+        # default) records there too
+        home = Path(project.env["PREFECT_HOME"])
+        home.mkdir(parents=True, exist_ok=True)
+        (home / "profiles.toml").write_text(
+            f'active = "laptop"\n\n[profiles.laptop]\nPREFECT_API_URL = "{url}"\n')
         watch = project.start("watch", "--poll", "0.5")
         watch.wait_for_log(READY, 300)
         wait_until(lambda: len(_watch_task_runs(url)) >= 2, "the start-up reconciles recorded")
@@ -135,8 +140,12 @@ def test_events_mode_holds_changes_then_served_runs_use_a_warm_engine(
         for n in range(2):
             (project.docs / f"s{n}.md").write_text(f"# S{n}\n\nThe swift flies zqs{n}x.\n")
             wait_until(lambda n=n: _found(base, f"zqs{n}x"), f"save {n} indexed via a run", 120)
-        runs = _served_runs(url)
-        assert len(runs) >= 3 and all(r.state.is_completed() for r in runs)
+        # a run that made its change searchable may not show a final state yet
+        def finished() -> list[Any] | None:
+            got = _served_runs(url)
+            return got if len(got) >= 3 else None
+        runs = wait_until(finished, "three served runs finished", 60, 0.5)
+        assert all(r.state.is_completed() for r in runs), runs
         # a run's logs reach the server in batches, after the run may already show Completed
         def all_logged() -> dict[Any, str] | None:
             got = {r.id: _run_logs(url, r.id) for r in runs}

@@ -81,7 +81,8 @@ def test_the_keyword_ceiling_adds_each_words_best_alone() -> None:
     assert keyword_ceiling("vault vault codeword", best_for, 32) == pytest.approx(0.06)
     # One word: the deep list's best is its best alone, no query asked.
     asked.clear()
-    assert keyword_ceiling("zorblax5quint", best_for, 32, [hit("n5", 1.46)]) == 1.46
+    assert keyword_ceiling("zorblax5quint", best_for, 32, 1.46) == 1.46
+    assert keyword_ceiling("zorblax5quint", best_for, 32, None) == 0.0  # it matched nothing
     assert asked == []
     # Past the limit of words asked, the rest count as the mean of those asked.
     assert keyword_ceiling("zorblax5quint vault codeword", best_for, 2) == \

@@ -148,3 +148,73 @@ def test_folder_keys_are_lossless() -> None:
     assert key_of("plain/name.md") == "plain/name.md"
     assert key_of(os.fsdecode(b"caf\xe9.md")) == "caf%E9.md"
     assert key_of("100%.md") == "100%25.md"
+
+
+def test_the_compact_english_word_list_has_exactly_unstructureds_words() -> None:
+    import random
+    import string
+    from pathlib import Path
+
+    import unstructured.nlp
+
+    path = Path(unstructured.nlp.__file__).parent / "english-words.txt"
+    real = set(path.read_text().split("\n"))  # what unstructured.nlp.english_words builds
+    compact = nlp.SortedWords(path)
+    assert len(compact) == len(real) and all(w in compact for w in real)
+    rng = random.Random(7)
+    probes = ["".join(rng.choice(string.ascii_lowercase) for _ in range(rng.randint(1, 9)))
+              for _ in range(20_000)]
+    probes += [w + "q" for w in sorted(real)[::40]] + [w[:-1] for w in sorted(real)[::40]]
+    assert [w in compact for w in probes] == [w in real for w in probes]
+    assert sum(w in real for w in probes) > 1000  # the probes hit members and non-members
+
+
+_PARSE_ALL = """
+import json, sys
+from freshrag import nlp
+if sys.argv[1] == "unstructured's own":
+    nlp._compact_english_words = lambda: None
+from freshrag.model import Fingerprint, Item
+from freshrag.parse import UnstructuredParser
+out = []
+for name, text in json.loads(sys.stdin.read()):
+    data = text.encode()
+    item = Item(key=name, data=data, fingerprint=Fingerprint(0, len(data)), modified_at=0.0,
+                location=name, filename=name)
+    out.append([[e.kind, e.text, e.depth] for e in UnstructuredParser().parse(item)])
+from unstructured.partition import text_type
+print(json.dumps({"words": type(text_type.ENGLISH_WORDS).__name__, "parsed": out}))
+"""
+
+
+@pytest.mark.slow
+def test_the_compact_word_list_parses_as_unstructureds_own() -> None:
+    """Parse output must not change (a changed parse re-embeds users' documents): the same
+    files parsed with unstructured's own word set and with the compact one, each in a fresh
+    process as the parse worker runs. unstructured consults the list only with its language
+    checks on (UNSTRUCTURED_LANGUAGE_CHECKS=true, a user's environment may set it), so on."""
+    import subprocess
+    import sys
+
+    from tests.corpus import markdown_doc
+
+    lines = ["Quarterly Report", "XJ-42 ZQW", "12345 67890", "Lorem ipsum dolor sit",
+             "the aardvark digs", "API v2 endpoints", "zzkq wqxt vbnm", "e3b0c44298fc1c14",
+             "Revenue Grew", "TODO", "Fix typo", "qwerty asdf", "Résumé écrit", "NASA JPL",
+             "Meeting notes 2024-05-01", "brrr hmmm", "Kubernetes Helm Chart"]
+    prose = "\n\n".join(lines)
+    files = [("lines.txt", prose), ("lines.md", "\n\n".join(f"## {ln}\n\n{ln}" for ln in lines)),
+             ("lines.html", "".join(f"<h2>{ln}</h2><p>{ln}</p><li>{ln}</li>" for ln in lines))]
+    files += [(f"doc{i}.md", markdown_doc(i, sections=2, paragraphs=2, words=30)) for i in range(4)]
+
+    def parsed(words: str) -> dict[str, object]:
+        done = subprocess.run([sys.executable, "-c", _PARSE_ALL, words], input=json.dumps(files),
+                              capture_output=True, text=True, timeout=300,
+                              env={**os.environ, "UNSTRUCTURED_LANGUAGE_CHECKS": "true"})
+        assert done.returncode == 0, done.stderr[-3000:]
+        result: dict[str, object] = json.loads(done.stdout.splitlines()[-1])
+        return result
+
+    own, compact = parsed("unstructured's own"), parsed("compact")
+    assert (own["words"], compact["words"]) == ("set", "SortedWords")
+    assert compact["parsed"] == own["parsed"]
