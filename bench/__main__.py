@@ -119,8 +119,14 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():
-        # A partial run updates the figures it measured and keeps the others.
-        result = {**json.loads(args.json.read_text()), **result}
+        # A partial run updates the figures it measured and keeps the others; the table's
+        # header keeps the full run's machine and lists each re-measure with its own.
+        earlier = json.loads(args.json.read_text())
+        again = {**result["machine"], "parts": args.only, "mode": result["mode"]}
+        result = {**earlier, **result, "machine": earlier.get("machine", result["machine"]),
+                  "mode": earlier.get("mode", result["mode"]),
+                  "remeasured": [*(r for r in earlier.get("remeasured", [])
+                                   if not set(r["parts"]) <= set(args.only)), again]}
     print(render_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,11 @@ def render_table(r: dict[str, Any]) -> str:
     lines = [f"Measured {m['date']} on {m['cores']} cores ({m['cpu']}), Python {m['python']}, "
              f"model {m['model']}{f' ({e})' if (e := m.get('embedding')) else ''}, "
              f"{m['backend']}; `python -m bench"
-             f"{' --quick' if r.get('mode') == 'quick' else ''}`.", "",
+             f"{' --quick' if r.get('mode') == 'quick' else ''}`."
+             + "".join(f" Re-measured since, with `--only {' '.join(a['parts'])}`"
+                       f"{' --quick' if a.get('mode') == 'quick' else ''}: {a['date']} on "
+                       f"{a['cpu']} ({a.get('embedding', '?')})."
+                       for a in r.get("remeasured", [])), "",
              "| figure | measured | target | |", "|---|---|---|---|"]
     if "throughput" in r:
         t = r["throughput"]
