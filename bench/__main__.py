@@ -51,6 +51,18 @@ def guarded(fn: Any, *args: Any) -> dict[str, Any]:
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
+def merge_partial(earlier: dict[str, Any], result: dict[str, Any], parts: list[str]
+                  ) -> dict[str, Any]:
+    """A partial run updates the figures it measured and keeps the others; the table's header
+    keeps the full run's machine and lists each re-measure with its own (a later re-measure of
+    the same parts replaces the earlier one)."""
+    again = {**result["machine"], "parts": parts, "mode": result["mode"]}
+    return {**earlier, **result, "machine": earlier.get("machine", result["machine"]),
+            "mode": earlier.get("mode", result["mode"]),
+            "remeasured": [*(r for r in earlier.get("remeasured", [])
+                             if not set(r["parts"]) <= set(parts)), again]}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="smaller sizes, ~3 minutes")
@@ -119,14 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     result["seconds"] = round(time.time() - started, 1)
 
     if args.only and args.json and args.json.exists():
-        # A partial run updates the figures it measured and keeps the others; the table's
-        # header keeps the full run's machine and lists each re-measure with its own.
-        earlier = json.loads(args.json.read_text())
-        again = {**result["machine"], "parts": args.only, "mode": result["mode"]}
-        result = {**earlier, **result, "machine": earlier.get("machine", result["machine"]),
-                  "mode": earlier.get("mode", result["mode"]),
-                  "remeasured": [*(r for r in earlier.get("remeasured", [])
-                                   if not set(r["parts"]) <= set(args.only)), again]}
+        result = merge_partial(json.loads(args.json.read_text()), result, args.only)
     print(render_table(result))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)

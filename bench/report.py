@@ -20,8 +20,8 @@ def render_table(r: dict[str, Any]) -> str:
              f"model {m['model']}{f' ({e})' if (e := m.get('embedding')) else ''}, "
              f"{m['backend']}; `python -m bench"
              f"{' --quick' if r.get('mode') == 'quick' else ''}`."
-             + "".join(f" Re-measured since, with `--only {' '.join(a['parts'])}`"
-                       f"{' --quick' if a.get('mode') == 'quick' else ''}: {a['date']} on "
+             + "".join(f" Re-measured since, with `--only {' '.join(a['parts'])}"
+                       f"{' --quick' if a.get('mode') == 'quick' else ''}`: {a['date']} on "
                        f"{a['cpu']} ({a.get('embedding', '?')})."
                        for a in r.get("remeasured", [])), "",
              "| figure | measured | target | |", "|---|---|---|---|"]

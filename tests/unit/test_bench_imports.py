@@ -26,3 +26,20 @@ def test_the_bench_command_answers_help() -> None:
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "--only" in done.stdout
+
+
+def test_a_partial_run_keeps_the_full_runs_machine_and_names_its_own() -> None:
+    from bench.__main__ import merge_partial
+    from bench.report import render_table
+
+    full = {"machine": {"date": "2026-12-01", "cores": 2, "cpu": "EPYC", "python": "3.11",
+                        "model": "m", "backend": "embedded"}, "mode": "full", "seconds": 1}
+    partial = {"machine": {**full["machine"], "date": "2026-12-07", "cpu": "Xeon",
+                           "embedding": "openvino fp32"}, "mode": "quick", "seconds": 2}
+    once = merge_partial(full, partial, ["memory"])
+    twice = merge_partial(once, partial, ["memory", "api"])
+    assert twice["machine"] == full["machine"] and twice["mode"] == "full"
+    assert [r["parts"] for r in twice["remeasured"]] == [["memory", "api"]]
+    header = render_table(twice).splitlines()[0]
+    assert header.startswith("Measured 2026-12-01 on 2 cores (EPYC)")
+    assert "`--only memory api --quick`: 2026-12-07 on Xeon (openvino fp32)" in header
