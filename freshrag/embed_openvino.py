@@ -24,8 +24,9 @@ def bf16_native(flags: set[str] | None = None) -> bool:
 
 
 class OpenVinoEmbedder(OnnxEmbedder):
-    """bf16 keeps the model's rankings (cosine to torch >= 0.9999, tests/unit/test_embed_openvino.py),
-    so its vectors share the fp32 identity and a switch re-embeds nothing."""
+    """bf16 keeps the model's rankings (cosine to torch >= 0.9999, checked by
+    tests/unit/test_embed_openvino.py), so its vectors share the fp32 identity and a switch
+    re-embeds nothing."""
 
     backend = "openvino"
 
