@@ -23,6 +23,7 @@ from tests.corpus import markdown_doc
 from tests.e2e.userpath import free_port
 
 IDLE_S = 10.0  # the watcher trims its heap after 5 s without a batch: idle is after that
+RELEASE_S = 30.0  # the bench's --release-after (the command's default is 300 s)
 
 
 def rss_mb(pid: int) -> dict[str, float]:
@@ -65,6 +66,25 @@ def tree_mb(pid: int) -> float:
         with contextlib.suppress(psutil.Error):
             total += p.memory_info().rss
     return round(total / 2**20, 1)
+
+
+def _released_tree(pid: int) -> float:
+    """The tree's RSS once the watcher has been idle past --release-after: its parse worker
+    stopped (no child left), the model unloaded."""
+    import psutil
+
+    until(lambda: not psutil.Process(pid).children(recursive=True), timeout=RELEASE_S + 60,
+          every=0.5)
+    time.sleep(2.0)  # the unload's trim follows the worker's exit
+    return tree_mb(pid)
+
+
+def _one_change(path: Path, url: str, documents: int) -> float:
+    """Seconds from writing one new file to the status counting `documents` indexed."""
+    began = time.perf_counter()
+    write(path, f"# {path.stem}\n\nOne new document, written while the watcher is idle.\n")
+    until(lambda: indexed_documents(url) >= documents, timeout=120, every=0.05)
+    return round(time.perf_counter() - began, 2)
 
 
 def indexed_documents(url: str) -> int:
@@ -134,7 +154,7 @@ def run(burst: int, model: dict[str, str] | None = None) -> dict[str, Any]:
         port = free_port()
         url = f"http://127.0.0.1:{port}"
         laptop = {k: v for k, v in command_env(config).items() if k != "PREFECT_API_URL"}
-        watch = launch(config, "watch", "docs", env=laptop)
+        watch = launch(config, "watch", "docs", "--release-after", f"{RELEASE_S:g}", env=laptop)
         serve = launch(config, "serve", "--port", str(port))
         texts = [markdown_doc(i, sections=1, paragraphs=1, words=60) for i in range(burst)]
         try:
@@ -144,7 +164,11 @@ def run(burst: int, model: dict[str, str] | None = None) -> dict[str, Any]:
             time.sleep(IDLE_S)
             idle, idle_tree, idle_kids = rss_mb(watch.pid), tree_mb(watch.pid), \
                 children_mb(watch.pid)
-            tree_peak = idle_tree
+            released = _released_tree(watch.pid)
+            cold_s = _one_change(docs / "cold.md", url, 2)  # parse worker and model start again
+            warm_s = _one_change(docs / "warm.md", url, 3)
+            tree_peak = max(idle_tree, tree_mb(watch.pid))
+            burst += 2  # the two single changes are indexed documents too
             began = time.perf_counter()
             for i, text in enumerate(texts):
                 write(docs / f"burst/b{i:04d}.md", text)
@@ -159,10 +183,11 @@ def run(burst: int, model: dict[str, str] | None = None) -> dict[str, Any]:
             time.sleep(IDLE_S)
             after, after_tree, after_kids = rss_mb(watch.pid), tree_mb(watch.pid), \
                 children_mb(watch.pid)
+            after_released = _released_tree(watch.pid)
         finally:
             stop(watch, serve)
         share = embedder_share(keys, texts, laptop)
-    return {"burst": burst, "date": time.strftime("%Y-%m-%d"),
+    return {"burst": burst - 2, "date": time.strftime("%Y-%m-%d"),
             "record": "auto (no PREFECT_API_URL: not recorded)",
             "idle_mb": idle["VmRSS"], "idle_peak_mb": idle["VmHWM"],
             "idle_tree_mb": idle_tree, "idle_children_mb": idle_kids,
@@ -170,10 +195,16 @@ def run(burst: int, model: dict[str, str] | None = None) -> dict[str, Any]:
             "burst_indexed_s": round(took, 1),
             "after_burst_mb": after["VmRSS"], "after_burst_tree_mb": after_tree,
             "after_burst_children_mb": after_kids,
+            "release_after_s": RELEASE_S, "released_tree_mb": released,
+            "after_burst_released_tree_mb": after_released,
+            "change_after_release_s": cold_s, "change_warm_s": warm_s,
             "embedder_mb": share, "load": [round(load_before, 2), round(os.getloadavg()[0], 2)],
             "measured": f"product: `freshrag watch` (no PREFECT_API_URL) process RSS: VmRSS "
                         f"idle ({IDLE_S:g} s after start-up / after the burst was indexed), "
                         "VmHWM for the burst's peak; tree: the process and its children (RSS "
                         "sum; its peak sampled every 0.5 s while the burst was indexed). "
                         "embedder_mb is a harness: the configured embedder alone in a Python "
-                        "process, MB above that process before the model loaded"}
+                        "process, MB above that process before the model loaded. released: "
+                        f"watch --release-after {RELEASE_S:g}, measured once its parse worker "
+                        "has exited; change_*_s: one new file written to indexed as the API's "
+                        "status counts it, just after the release (cold) and again (warm)"}

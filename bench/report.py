@@ -122,8 +122,19 @@ def _memory_rows(mm: dict[str, Any]) -> list[str]:
             + f" / {mm['burst_tree_mb']} MB")
     if "after_burst_tree_mb" in mm:
         tree += f"; idle after the burst {mm['after_burst_tree_mb']} MB"
-    rows.append(f"| `freshrag watch` + children RSS (no Prefect API): idle / burst peak | "
-                f"{tree} | idle ≤ 400 MB | {_ok(mm['idle_tree_mb'] <= 400)} |")
+    if "released_tree_mb" not in mm:
+        rows.append(f"| `freshrag watch` + children RSS (no Prefect API): idle / burst peak | "
+                    f"{tree} | idle ≤ 400 MB | {_ok(mm['idle_tree_mb'] <= 400)} |")
+    else:
+        rows.append(f"| `freshrag watch` + children RSS (no Prefect API): idle, still warm / "
+                    f"burst peak | {tree} | | |")
+        worst = max(mm["released_tree_mb"], mm["after_burst_released_tree_mb"])
+        rows.append(
+            f"| `freshrag watch` + children RSS idle past `--release-after` (parse worker "
+            f"stopped, model unloaded): before / after the burst | {mm['released_tree_mb']} MB "
+            f"/ {mm['after_burst_released_tree_mb']} MB; the next change indexed in "
+            f"{mm['change_after_release_s']} s (warm: {mm['change_warm_s']} s) | idle ≤ 400 MB "
+            f"| {_ok(worst <= 400)} |")
     share = mm.get("embedder_mb")
     if isinstance(share, dict) and "loaded_mb" in share:
         rows.append(f"| of which the embedder (harness: the model alone in a process): loaded "

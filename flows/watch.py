@@ -51,12 +51,17 @@ class WatchOptions:
     poll: float = 5.0  # seconds between polls of tables that set no poll_interval of their own
     session_batches: int = 1000  # a watch flow run rolls over after this many batches ...
     session_seconds: float = 3600.0  # ... or this long, so no run grows without bound
+    # local mode: after this long without a change, stop the parse worker and unload the model
+    # (they start again with the next change, ~1 s); 0 keeps them loaded
+    release_after: float = 300.0
 
     def __post_init__(self) -> None:
         if self.mode not in ("local", "events"):
             raise ValueError(f"mode must be local or events, not {self.mode!r}")
         if self.record not in ("auto", "task", "event", "off"):
             raise ValueError(f"record must be auto, task, event or off, not {self.record!r}")
+        if self.release_after < 0:
+            raise ValueError(f"release_after must be >= 0, not {self.release_after!r}")
 
 
 class Watcher:
@@ -88,6 +93,8 @@ class Watcher:
         self._opened = False
         self.outbox: Any = None  # flows.outbox.Outbox: events mode's changes until sent
         self.canaries: Any = None  # flows.canary.Canaries: local mode, sources with canary=true
+        self._changed_at = time.monotonic()  # the last batch that changed the index
+        self.released = False  # idle past release_after: parse worker stopped, model unloaded
 
     @property
     def engine(self) -> Engine:
@@ -286,6 +293,7 @@ class Watcher:
                     trim()
                     trimmed = True
                 idle_since = time.monotonic()
+            self._release_if_idle()
             if self.canaries is not None:
                 self.canaries.tick(self.ready.is_set())
             if (max_batches is not None and done >= max_batches) or (
@@ -307,6 +315,22 @@ class Watcher:
                 log.info("folded new chunks into the index")
         except Exception as exc:  # the rows stay searchable; the next quiet spell retries
             log.warning("could not fold new chunks into the index: %s", exc)
+
+    def _release_if_idle(self) -> None:
+        """Idle past release_after: give back the parse worker's and the model's memory (an idle
+        watcher's largest shares). A poll that changes nothing does not count as work."""
+        after = self.options.release_after
+        if (self.released or after <= 0 or self._engine is None or self.options.mode != "local"
+                or time.monotonic() - self._changed_at < after):
+            return
+        self.released = True
+        try:
+            self._engine.release()
+        except Exception as exc:  # noqa: BLE001 - memory only: the watcher goes on either way
+            log.warning("could not release the parse worker and the model: %s", exc)
+            return
+        log.info("idle %.0f s: stopped the parse worker and unloaded the model; the next change "
+                 "starts them again", after)
 
     def _health(self) -> None:
         for feed in self.feeds:
@@ -346,6 +370,9 @@ class Watcher:
                 self.coalescer.add(batch.source, batch.keys)
             self._stop.wait(2.0)
             return
+        if report is None or changed(report) or startup:
+            self._changed_at = time.monotonic()
+            self.released = False
         if report is not None:
             # the canary's own rewrite is timed apart (flows/canary.py), not as a user's change
             own = batch.keys is not None and set(batch.keys) == {CANARY_KEY}

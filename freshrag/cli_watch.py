@@ -49,12 +49,16 @@ MaxDelayOpt = Annotated[int, typer.Option("--max-delay-ms", min=1, help="A batch
                                           "longer than this after its first change.")]
 PollOpt = Annotated[float, typer.Option("--poll", min=0.1, help="Seconds between polls of "
                                         "tables that set no poll_interval of their own.")]
+ReleaseOpt = Annotated[float, typer.Option(
+    "--release-after", min=0, help="Seconds without a change after which the parse worker "
+    "stops and the model unloads, giving their memory back; the next change starts them again "
+    "(~1 s). 0: keep them loaded.")]
 FolderOpt = Annotated[Path | None, typer.Option("--folder", help="Watch this folder without a "
                                                 "config file (source named after it).")]
 
 
 def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, record: Record,
-             quiet_ms: int, max_delay_ms: int, poll: float) -> Any:
+             quiet_ms: int, max_delay_ms: int, poll: float, release_after: float) -> Any:
     from flows.watch import Watcher, WatchOptions
 
     if mode is WatchMode.local:  # this process embeds: its model must load
@@ -62,7 +66,8 @@ def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, rec
     logging.getLogger("freshrag.watch").setLevel(logging.INFO)
     try:
         options = WatchOptions(mode=mode.value, record=record.value, quiet=quiet_ms / 1000,
-                               max_delay=max(max_delay_ms, quiet_ms) / 1000, poll=poll)
+                               max_delay=max(max_delay_ms, quiet_ms) / 1000, poll=poll,
+                               release_after=release_after)
         watcher = Watcher(settings, list(sources or []), options)
     except (ConfigError, ValueError) as exc:
         _die(str(exc))
@@ -91,7 +96,8 @@ def _expose(watcher: Any, local: bool) -> None:
 
 def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
           record: RecordOpt = Record.auto, quiet_ms: QuietOpt = 100,
-          max_delay_ms: MaxDelayOpt = 1000, poll: PollOpt = 5.0, folder: FolderOpt = None,
+          max_delay_ms: MaxDelayOpt = 1000, poll: PollOpt = 5.0,
+          release_after: ReleaseOpt = 300.0, folder: FolderOpt = None,
           metrics_port: Annotated[int | None, typer.Option(
               "--metrics-port", min=0, max=65535,
               help="Serve Prometheus metrics at http://HOST:PORT/metrics (off by default).")]
@@ -103,7 +109,8 @@ def watch(sources: SourcesArg = None, mode: ModeOpt = WatchMode.local,
     settings = settings_for(config, home, folder)
     if folder is not None and not sources:
         sources = [settings.sources[-1].name]
-    watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll)
+    watcher = _watcher(settings, sources, mode, record, quiet_ms, max_delay_ms, poll,
+                       release_after)
     if metrics_port is not None:
         from freshrag import metrics
 
@@ -147,8 +154,8 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
        port: Annotated[int, typer.Option("--port", min=0, max=65535, help="API port.")] = 8000,
        api: Annotated[bool, typer.Option("--api/--no-api", help="Serve the search API.")] = True,
        record: RecordOpt = Record.auto, quiet_ms: QuietOpt = 100,
-       max_delay_ms: MaxDelayOpt = 1000, folder: FolderOpt = None,
-       config: ConfigOpt = None, home: HomeOpt = None) -> None:
+       max_delay_ms: MaxDelayOpt = 1000, release_after: ReleaseOpt = 300.0,
+       folder: FolderOpt = None, config: ConfigOpt = None, home: HomeOpt = None) -> None:
     """Everything a laptop needs: the local watcher, and the search API beside it. Batches are
     recorded in Prefect when an API is configured (see --record)."""
     settings = settings_for(config, home, folder)
@@ -156,7 +163,8 @@ def up(sources: SourcesArg = None, host: Annotated[str, typer.Option(
         check_clients(settings)
     if folder is not None and not sources:
         sources = [settings.sources[-1].name]
-    watcher = _watcher(settings, sources, WatchMode.local, record, quiet_ms, max_delay_ms, 5.0)
+    watcher = _watcher(settings, sources, WatchMode.local, record, quiet_ms, max_delay_ms, 5.0,
+                       release_after)
     server, thread = _start_api(settings, host, port) if api else (None, None)
     try:
         _run(watcher)

@@ -193,6 +193,13 @@ class OnnxEmbedder:
     def trim(self) -> None:
         """Give back memory held for the largest batch so far (nothing to give here)."""
 
+    def release(self) -> None:
+        """Unload the runtime's model (an idle watcher's memory); the next embed loads it again,
+        from the cached export (~0.2 s)."""
+        with self._lock:
+            self._session = None
+            self._run_options = None
+
     def _providers(self, ort: Any) -> list[str]:
         have = ort.get_available_providers()
         if self.device in ("auto", "cuda") and "CUDAExecutionProvider" in have:

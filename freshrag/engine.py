@@ -41,6 +41,7 @@ from freshrag.readers import (
     read_reporting,
 )
 from freshrag.retry import retry
+from freshrag.trim import trim
 
 log = logging.getLogger("freshrag.engine")
 Progress = Callable[[int, int], None]
@@ -114,6 +115,17 @@ class Engine:
                 bind(self.ledger)
             self._sources[name] = src
         return self._sources[name]
+
+    def release(self) -> None:
+        """Idle for long: stop the parse child and unload the model (each starts again on first
+        use) and give their memory back. The ledger and the index stay open."""
+        close = getattr(self.parser, "close", None)
+        if close is not None:
+            close()
+        unload = getattr(self.embedder, "release", None)
+        if unload is not None:
+            unload()
+        trim()
 
     def close(self) -> None:
         if self._index is not None:
