@@ -1,10 +1,11 @@
 """`freshrag watch --release-after S`, as a user runs it: idle past S it stops its parse worker
 and unloads the model (the tree's memory drops, it says so once), and the next save is still
-indexed and searchable, the parse worker started again."""
+indexed and searchable, the parse worker started again. The watcher never loads pandas."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -41,6 +42,8 @@ def test_an_idle_watcher_gives_back_its_parse_worker_and_model(project: Project)
     wait_until(lambda: RELEASED in watch.log(), "released after 4 s idle", 60, 0.2)
     wait_until(lambda: not _workers(watch), "the parse worker exited", 30, 0.2)
     assert _rss_mb(me) < warm - 30, (warm, _rss_mb(me))  # the model's runtime is unloaded
+    # pandas (which Arrow and LanceDB import when installed) is kept out of the watcher
+    assert "/pandas/" not in Path(f"/proc/{me.pid}/maps").read_text()
     (project.docs / "b.md").write_text("# B\n\nThe quokka smiles zqrelease.\n")
     wait_until(lambda: _found(project, "zqrelease"), "a save after the release searchable",
                120, 0.5)
