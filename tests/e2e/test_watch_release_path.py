@@ -25,15 +25,19 @@ def _rss_mb(proc: psutil.Process) -> float:
     return proc.memory_info().rss / 2**20
 
 
+def _folder_project(project: Project) -> None:
+    project.write_config(f'home = "{project.root / "state"}"\n\n[[sources]]\nname = "docs"\n'
+                         'type = "folder"\npath = "docs"\n')
+    (project.docs / "a.md").write_text("# A\n\nThe aardvark digs.\n")
+
+
 def _found(project: Project, token: str) -> bool:
     hits = project.json("search", token, "--mode", "vector", "-k", "3")
     return any(token in h["text"] for h in hits)
 
 
 def test_an_idle_watcher_gives_back_its_parse_worker_and_model(project: Project) -> None:
-    project.write_config(f'home = "{project.root / "state"}"\n\n[[sources]]\nname = "docs"\n'
-                         'type = "folder"\npath = "docs"\n')
-    (project.docs / "a.md").write_text("# A\n\nThe aardvark digs.\n")
+    _folder_project(project)
     watch = project.start("watch", "--release-after", "4")
     watch.wait_for_log("; ready", 300)
     me = psutil.Process(watch.proc.pid)
@@ -54,9 +58,7 @@ def test_an_idle_watcher_gives_back_its_parse_worker_and_model(project: Project)
 
 
 def test_release_after_zero_keeps_them_loaded(project: Project) -> None:
-    project.write_config(f'home = "{project.root / "state"}"\n\n[[sources]]\nname = "docs"\n'
-                         'type = "folder"\npath = "docs"\n')
-    (project.docs / "a.md").write_text("# A\n\nThe aardvark digs.\n")
+    _folder_project(project)
     watch = project.start("watch", "--release-after", "0")
     watch.wait_for_log("; ready", 300)
     worker = _workers(watch)
