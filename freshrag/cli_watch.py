@@ -60,11 +60,13 @@ FolderOpt = Annotated[Path | None, typer.Option("--folder", help="Watch this fol
 def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, record: Record,
              quiet_ms: int, max_delay_ms: int, poll: float, release_after: float) -> Any:
     from freshrag.hide import hide
+    from freshrag.trim import arrow_uses_malloc
 
     # Arrow and LanceDB import pandas whenever it is installed (~35 MB of a watcher) and use
     # it only for DataFrames, which the watcher never makes; the parse worker, a process of its
     # own, still has it for CSV and spreadsheets.
     hide("pandas", why="kept out of the watcher process by freshrag: it needs no DataFrames")
+    arrow_uses_malloc()
     from flows.watch import Watcher, WatchOptions
 
     if mode is WatchMode.local:  # this process embeds: its model must load
