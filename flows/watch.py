@@ -325,12 +325,13 @@ class Watcher:
             return
         self.released = True
         try:
-            self._engine.release()
+            done = self._engine.release()
         except Exception as exc:  # noqa: BLE001 - memory only: the watcher goes on either way
             log.warning("could not release the parse worker and the model: %s", exc)
             return
-        log.info("idle %.0f s: stopped the parse worker and unloaded the model; the next change "
-                 "starts them again", after)
+        if done:
+            log.info("idle %.0f s: %s; the next change starts them again", after,
+                     " and ".join(done))
 
     def _health(self) -> None:
         for feed in self.feeds:
@@ -370,7 +371,7 @@ class Watcher:
                 self.coalescer.add(batch.source, batch.keys)
             self._stop.wait(2.0)
             return
-        if report is None or changed(report) or startup:
+        if report is not None and (startup or changed(report)):
             self._changed_at = time.monotonic()
             self.released = False
         if report is not None:

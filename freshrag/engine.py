@@ -116,16 +116,21 @@ class Engine:
             self._sources[name] = src
         return self._sources[name]
 
-    def release(self) -> None:
+    def release(self) -> list[str]:
         """Idle for long: stop the parse child and unload the model (each starts again on first
-        use) and give their memory back. The ledger and the index stay open."""
+        use) and give their memory back; returns what it did, for the log. The ledger and the
+        index stay open. The torch embedder has no release (torch keeps what it freed)."""
+        done = []
         close = getattr(self.parser, "close", None)
         if close is not None:
             close()
+            done.append("stopped the parse worker")
         unload = getattr(self.embedder, "release", None)
         if unload is not None:
             unload()
+            done.append("unloaded the model")
         trim()
+        return done
 
     def close(self) -> None:
         if self._index is not None:

@@ -22,8 +22,9 @@ class _Engine:
         self.released = 0
         self.next = SyncReport()
 
-    def release(self) -> None:
+    def release(self) -> list[str]:
         self.released += 1
+        return ["stopped the parse worker"]
 
     def sync(self, source: str, keys: Any, observed_at: float) -> SyncReport:
         return self.next
