@@ -23,11 +23,12 @@ def _backend(code: str, env: dict[str, str]) -> str:
     return done.stdout.strip()
 
 
-@pytest.mark.parametrize("before", [False, True], ids=["before-import", "after-import"])
-def test_the_pool_becomes_malloc(before: bool) -> None:
+@pytest.mark.parametrize("imported_first", [False, True],
+                         ids=["called-before-import", "called-after-import"])
+def test_the_pool_becomes_malloc(imported_first: bool) -> None:
     env = {k: v for k, v in os.environ.items() if k != "ARROW_DEFAULT_MEMORY_POOL"}
     assert _backend(CHECK.replace("trim()\n", ""), env) != "system"  # what Arrow picks itself
-    assert _backend((IMPORT_FIRST if before else "") + CALL + CHECK, env) == "system"
+    assert _backend((IMPORT_FIRST if imported_first else "") + CALL + CHECK, env) == "system"
 
 
 def test_a_pool_the_user_chose_is_kept() -> None:
