@@ -64,8 +64,10 @@ def _watcher(settings: Settings, sources: list[str] | None, mode: WatchMode, rec
 
     # Arrow and LanceDB import pandas whenever it is installed (~35 MB of a watcher) and use
     # it only for DataFrames, which the watcher never makes; the parse worker, a process of its
-    # own, still has it for CSV and spreadsheets.
-    hide("pandas", why="kept out of the watcher process by freshrag: it needs no DataFrames")
+    # own, still has it for CSV and spreadsheets. Not with torch: transformers probes and
+    # imports optional packages on its own, and torch's ~500 MB dwarf the saving.
+    if settings.model.backend != "torch":
+        hide("pandas")
     arrow_uses_malloc()
     from flows.watch import Watcher, WatchOptions
 

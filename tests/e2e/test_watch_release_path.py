@@ -66,3 +66,20 @@ def test_release_after_zero_keeps_them_loaded(project: Project) -> None:
     assert [w.pid for w in _workers(watch)] == [w.pid for w in worker]
     assert RELEASED not in watch.log()
     assert watch.stop() == 0, watch.log()[-3000:]
+
+
+def test_with_the_torch_backend_only_the_parse_worker_is_released(project: Project) -> None:
+    """torch has no release (it keeps what it frees): the log says only what was done, and the
+    torch stack, which probes optional packages itself, runs with pandas importable."""
+    _folder_project(project)
+    watch = project.start("watch", "--release-after", "3",
+                          env={"FRESHRAG_MODEL__BACKEND": "torch"})
+    watch.wait_for_log("; ready", 300)
+    wait_until(lambda: "idle 3 s: stopped the parse worker; the next change" in watch.log(),
+               "released after 3 s idle", 60, 0.2)
+    assert not _workers(watch)
+    (project.docs / "b.md").write_text("# B\n\nThe quokka smiles zqtorch.\n")
+    wait_until(lambda: _found(project, "zqtorch"), "a save after the release searchable", 120,
+               0.5)
+    assert watch.stop() == 0, watch.log()[-3000:]
+    assert "Traceback" not in watch.log() and RELEASED not in watch.log()

@@ -1,6 +1,6 @@
-"""freshrag.hide: a hidden package is "not installed" for the process, and the optional users the
-watcher relies on (pyarrow, LanceDB) take their no-package path; in a fresh interpreter, since
-this one may have imported pandas already."""
+"""freshrag.hide: a hidden package is "not installed" for the process, availability probes still
+answer without raising, and the optional users the watcher relies on (pyarrow, LanceDB) take
+their no-package path; in a fresh interpreter, since this one may have imported pandas."""
 
 from __future__ import annotations
 
@@ -14,13 +14,17 @@ def test_a_hidden_pandas_is_not_installed_and_lancedb_writes_and_searches(tmp_pa
     code = textwrap.dedent(f"""
         import sys
         from freshrag.hide import hide
-        assert hide("pandas", why="test")
+        assert hide("pandas")
         try:
             import pandas
-        except ModuleNotFoundError as exc:
-            assert "test" in str(exc), exc
+        except ImportError:
+            pass
         else:
             raise SystemExit("pandas imported")
+        # availability probes do not raise (torch's dynamo asks find_spec for pandas) and
+        # point at no file
+        import importlib.util
+        assert importlib.util.find_spec("pandas").origin is None
         import lancedb, pyarrow as pa
         db = lancedb.connect({str(tmp_path)!r})
         t = db.create_table("t", pa.table({{"id": ["a", "b"], "vector": [[1.0, 0.0], [0.0, 1.0]]}}))
@@ -38,5 +42,5 @@ def test_a_hidden_pandas_is_not_installed_and_lancedb_writes_and_searches(tmp_pa
 def test_hiding_what_is_already_imported_does_nothing() -> None:
     from freshrag.hide import hide
 
-    assert hide("json", why="test") is False
+    assert hide("json") is False
     import json  # noqa: F401  (still importable)
